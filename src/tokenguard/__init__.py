@@ -1,0 +1,75 @@
+"""tokenguard: govern your application's own LLM spend, in-process.
+
+Wrap the official ``openai`` or ``anthropic`` client in one line; every model call is then
+attributed, priced, traced with OpenTelemetry and written to a ledger::
+
+    import tokenguard as tg
+    from openai import OpenAI
+
+    guard = tg.Guard()
+    client = guard.wrap(OpenAI())
+    with tg.tags(team="support", app="helpdesk"):
+        client.chat.completions.create(model="gpt-4o-mini", messages=[...])
+
+``import tokenguard`` stays light (no vendor SDK, no pydantic, no OpenTelemetry): the names below
+that need them are loaded on first use.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .context import Task, bind, current_tags, current_task, tags, task
+from .errors import BudgetExceeded, ConfigError, PolicyViolation, StoreUnavailable, TokenguardError
+
+__version__ = "0.1.0"
+
+if TYPE_CHECKING:
+    from .guard import Guard, configure, wrap
+    from .pricing import Price
+    from .records import CallRecord, TaskRecord
+
+__all__ = [
+    "BudgetExceeded",
+    "CallRecord",
+    "ConfigError",
+    "Guard",
+    "PolicyViolation",
+    "Price",
+    "StoreUnavailable",
+    "Task",
+    "TaskRecord",
+    "TokenguardError",
+    "__version__",
+    "bind",
+    "configure",
+    "current_tags",
+    "current_task",
+    "tags",
+    "task",
+    "wrap",
+]
+
+_LAZY = {
+    "Guard": "guard",
+    "configure": "guard",
+    "wrap": "guard",
+    "Price": "pricing",
+    "CallRecord": "records",
+    "TaskRecord": "records",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'tokenguard' has no attribute {name!r}")
+    from importlib import import_module
+
+    value = getattr(import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -1,0 +1,101 @@
+"""The TOML policy file: top-level keys are ``Guard(...)`` arguments, ``[prices."<model>"]`` tables
+override prices. Unknown keys are errors; every error names the file, the key path and what is wrong.
+
+Example::
+
+    store = "memory://"
+    on_store_error = "open"
+    capture_content = false
+    metric_tags = ["team", "app"]
+
+    [prices."ft:gpt-4o-mini:acme::abc123"]
+    input_mtok = 0.30
+    output_mtok = 1.20
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from .errors import ConfigError
+from .pricing import Price
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib  # type: ignore[import-not-found,unused-ignore]
+
+__all__ = ["load_guard_kwargs"]
+
+
+class _PriceTable(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    input_mtok: float | int | str
+    output_mtok: float | int | str
+    cache_read_mtok: float | int | str | None = None
+    cache_write_mtok: float | int | str | None = None
+
+
+class _PolicyFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    store: str = "memory://"
+    on_store_error: Literal["open", "closed"] = "open"
+    capture_content: bool = False
+    telemetry: bool = True
+    metric_tags: list[str] = Field(default_factory=lambda: ["team", "app"])
+    prices: dict[str, _PriceTable] = Field(default_factory=dict)
+
+
+def _key_path(loc: tuple[int | str, ...]) -> str:
+    parts: list[str] = []
+    for item in loc:
+        if isinstance(item, int):
+            parts.append(f"[{item}]")
+        elif item.replace("_", "").isalnum():
+            parts.append(f".{item}" if parts else item)
+        else:
+            parts.append(f'."{item}"' if parts else f'"{item}"')
+    return "".join(parts) or "(top level)"
+
+
+def load_guard_kwargs(path: Path) -> dict[str, Any]:
+    """Read and validate a policy file; return the keyword arguments of ``Guard(...)``."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the policy file ({exc.strerror or exc})") from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    try:
+        policy = _PolicyFile.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            where = _key_path(tuple(err["loc"]))
+            if err["type"] == "extra_forbidden":
+                problems.append(f"{where}: unknown key (check its spelling; unknown keys are not ignored)")
+            else:
+                problems.append(f"{where}: {err['msg']} (got {err.get('input')!r})")
+        raise ConfigError(f"{path}: " + "; ".join(problems)) from None
+    prices: dict[str, Price] = {}
+    for model, table in policy.prices.items():
+        try:
+            prices[model] = Price(**table.model_dump(exclude_none=True))
+        except ConfigError as exc:
+            raise ConfigError(f'{path}: prices."{model}": {exc}') from None
+    return {
+        "store": policy.store,
+        "on_store_error": policy.on_store_error,
+        "capture_content": policy.capture_content,
+        "telemetry": policy.telemetry,
+        "metric_tags": tuple(policy.metric_tags),
+        "prices": prices,
+    }

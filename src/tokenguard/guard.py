@@ -1,0 +1,460 @@
+"""The Guard: wires store, pricing and telemetry, and runs each governed call through the pipeline.
+
+A call's life, in the order of DESIGN.md's pipeline::
+
+    adapter in  -> Guard.begin():  context (tags, task) -> estimate -> span start      (steps 1-6)
+    vendor call  (providers/wrapping.py)
+    adapter out -> Call.settle():  price real usage -> ledger record -> span end, metrics (steps 7-8)
+
+``Call.settle`` runs exactly once per call, whatever happens to it (success, vendor error, stream
+abandoned, closed or collected). Budgets, routing and policy (steps 3 and 5) hook into ``begin``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import datetime, timezone
+from decimal import Decimal
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
+
+from .context import Task, _tags_var, _task_var
+from .errors import ConfigError
+from .periods import window
+from .pricing import Price, PriceBook, Rates, Usage
+from .providers.base import CallRequest, CallResult
+from .records import CallRecord, CallStatus, TaskRecord
+from .stores import CallQuery, Store, TaskQuery, open_store
+from .stores.base import Review
+from .telemetry import Telemetry
+from .tokens import DEFAULT_MAX_OUTPUT_TOKENS, estimate_input
+
+if TYPE_CHECKING:
+    from opentelemetry.metrics import MeterProvider
+    from opentelemetry.trace import Span, TracerProvider
+
+    from .providers.base import Adapter
+
+__all__ = ["Call", "Guard", "configure", "default_guard", "wrap"]
+
+log = logging.getLogger("tokenguard")
+
+ClientT = TypeVar("ClientT")
+StoreErrorPolicy = Literal["open", "closed"]
+
+
+def _new_id() -> str:
+    return uuid.uuid4().hex
+
+
+class Call:
+    """One governed call in flight: what was decided before it was sent, and its settlement."""
+
+    __slots__ = (
+        "adapter",
+        "decisions",
+        "estimate",
+        "first_chunk_at",
+        "guard",
+        "input_point",
+        "rates",
+        "req",
+        "server",
+        "settled",
+        "span",
+        "started",
+        "t0",
+        "tags",
+        "task",
+    )
+
+    def __init__(self, guard: Guard, adapter: Adapter, req: CallRequest, server: tuple[str, int | None] | None):
+        self.guard = guard
+        self.adapter = adapter
+        self.req = req
+        self.server = server
+        self.settled = False
+        self.first_chunk_at: float | None = None
+        self.decisions: list[str] = []
+        self.span: Span | None = None
+        self.estimate: Decimal | None = None
+        self.rates: Rates | None = None
+        self.input_point = 0
+        # Step 2: the context in force where the call was made.
+        self.tags = _tags_var.get()
+        self.task = _task_var.get()
+        self.started = datetime.now(timezone.utc)
+        self.t0 = time.perf_counter()
+
+    def settle(self, result: CallResult | None, status: CallStatus, error: BaseException | None = None) -> None:
+        """Step 8: price the real usage, write the ledger record, end the span, record metrics.
+
+        Idempotent: only the first settlement counts. Never raises into the caller's code.
+        """
+        if self.settled:
+            return
+        self.settled = True
+        end_ns = time.time_ns()
+        latency = time.perf_counter() - self.t0
+        try:
+            self.guard._settle(self, result, status, error, latency, end_ns)
+        except Exception:  # pragma: no cover - a bug in tokenguard must not break the user's call
+            log.exception("tokenguard failed to settle a call; the call itself was not affected")
+
+    def chunk(self) -> None:
+        """Note that a stream chunk arrived (for time to first chunk)."""
+        if self.first_chunk_at is None:
+            self.first_chunk_at = time.perf_counter()
+
+
+class Guard:
+    """Holds policy, store, pricing and telemetry; governs the clients it wraps.
+
+    All arguments are keyword-only:
+
+    * ``store``: a store URI (``"memory://"``; persistent stores arrive with budgets) or a Store.
+    * ``prices``: overrides and additions, ``{"<model>": tg.Price(...)}`` or plain mappings with the
+      same keys; they win over genai-prices' data.
+    * ``on_store_error``: ``"open"`` (calls go on when the store fails; records are kept) or
+      ``"closed"`` (calls are refused before sending).
+    * ``tracer_provider`` / ``meter_provider``: OpenTelemetry providers; ``None`` = the global ones.
+    * ``capture_content``: put prompt and completion text on spans (off by default).
+    * ``metric_tags``: tag keys that become metric attributes (keep them low-cardinality).
+    * ``telemetry``: ``False`` turns spans and metrics off entirely.
+    """
+
+    def __init__(
+        self,
+        *,
+        store: str | Store = "memory://",
+        prices: Mapping[str, Price | Mapping[str, Any]] | None = None,
+        on_store_error: StoreErrorPolicy = "open",
+        tracer_provider: TracerProvider | None = None,
+        meter_provider: MeterProvider | None = None,
+        capture_content: bool = False,
+        metric_tags: Sequence[str] = ("team", "app"),
+        telemetry: bool = True,
+    ) -> None:
+        if on_store_error not in ("open", "closed"):
+            raise ConfigError(f"on_store_error must be 'open' or 'closed', got {on_store_error!r}")
+        if isinstance(metric_tags, str) or not all(isinstance(k, str) for k in metric_tags):
+            raise ConfigError(f"metric_tags must be a sequence of tag keys, got {metric_tags!r}")
+        self.store = open_store(store)
+        self.on_store_error: StoreErrorPolicy = on_store_error
+        self.prices = PriceBook(prices)
+        self.telemetry = Telemetry(
+            tracer_provider=tracer_provider,
+            meter_provider=meter_provider,
+            capture_content=bool(capture_content),
+            metric_tags=metric_tags,
+            enabled=bool(telemetry),
+        )
+        self._unpriced_warned: set[str] = set()
+        self._running_tasks: dict[str, Task] = {}
+        self._lock = threading.Lock()
+        # genai-prices takes ~0.2 s to load: do it now, off the caller's thread, not on the first call.
+        threading.Thread(target=self.prices.load, name="tokenguard-prices", daemon=True).start()
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike[str]) -> Guard:
+        """Build a Guard from a TOML policy file (see :mod:`tokenguard.config`)."""
+        from .config import load_guard_kwargs
+
+        path = Path(path)
+        kwargs = load_guard_kwargs(path)
+        try:
+            return cls(**kwargs)
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: {exc}") from None
+
+    # -- wrapping ------------------------------------------------------------------------------
+
+    def wrap(self, client: ClientT) -> ClientT:
+        """Govern ``client`` (``OpenAI``, ``AsyncOpenAI``, ``Anthropic`` or ``AsyncAnthropic``).
+
+        Returns the same client object, still an instance of its class, whose model calls are now
+        attributed, priced, traced and recorded. ``with_options()`` / ``copy()`` results stay
+        governed. Anything else raises ``TypeError``.
+        """
+        from .providers.wrapping import wrap_client
+
+        return wrap_client(self, client)
+
+    # -- the pipeline --------------------------------------------------------------------------
+
+    def begin(self, adapter: Adapter, req: CallRequest, server: tuple[str, int | None] | None) -> Call:
+        """Steps 2-6 up to sending: context, estimate, span. Returns the call in flight."""
+        call = Call(self, adapter, req, server)
+        # Step 4: estimate an upper bound of the cost.
+        body = req.body
+        messages = body.get("messages")
+        estimate = estimate_input(
+            adapter.input_texts(req.api, body), len(messages) if isinstance(messages, list) else 1
+        )
+        call.input_point = estimate.point
+        rates = self.prices.rates(req.provider, req.model, call.started)
+        call.rates = rates
+        if rates is not None:
+            max_out = req.max_output_tokens
+            if max_out is None:
+                max_out = self.prices.context_window(req.provider, req.model) or DEFAULT_MAX_OUTPUT_TOKENS
+            call.estimate = rates.upper_bound(estimate.bound, max_out)
+        # Step 6 starts here: the span covers the vendor call.
+        call.span = self.telemetry.start_span(req, server)
+        return call
+
+    def _settle(
+        self,
+        call: Call,
+        result: CallResult | None,
+        status: CallStatus,
+        error: BaseException | None,
+        latency: float,
+        end_ns: int,
+    ) -> None:
+        req = call.req
+        decisions = call.decisions
+        usage = result.usage if result is not None else None
+        estimated = False
+        if usage is None:
+            if status == "cancelled" or (status == "ok" and result is not None):
+                # The vendor sent no usage: the prompt was received, and what streamed is output.
+                usage = Usage(input_tokens=call.input_point, output_tokens=result.output_chunks if result else 0)
+                estimated = True
+            else:
+                usage = Usage()
+        elif usage.estimated:
+            estimated = True
+        response_model = result.response_model if result is not None else None
+
+        cost: Decimal | None
+        if status == "blocked":
+            cost = Decimal(0)
+        else:
+            rates = call.rates
+            if response_model and response_model != req.model:
+                tier = result.service_tier if result is not None else None
+                rates = self.prices.rates(req.provider, response_model, call.started, tier) or rates
+            elif result is not None and result.service_tier and rates is not None:
+                rates = self.prices.rates(req.provider, req.model, call.started, result.service_tier) or rates
+            if rates is None:
+                cost = None
+                decisions.append("price:unknown")
+                self._warn_unpriced(req.provider, response_model or req.model)
+            else:
+                cost = rates.cost(usage)
+
+        task = call.task
+        record = CallRecord.model_construct(
+            id=_new_id(),
+            time=call.started,
+            latency_s=latency,
+            provider=req.provider,
+            operation=req.operation,
+            api=req.api,
+            request_model=req.model,
+            response_model=response_model,
+            stream=req.stream,
+            response_id=result.response_id if result is not None else None,
+            input_tokens=usage.input_tokens,
+            output_tokens=usage.output_tokens,
+            cache_read_tokens=usage.cache_read_tokens,
+            cache_write_tokens=usage.cache_write_tokens,
+            reasoning_tokens=usage.reasoning_tokens,
+            usage_estimated=estimated,
+            cost_usd=cost,
+            estimated_cost_usd=call.estimate,
+            tags=dict(call.tags),
+            task_id=task.id if task is not None else None,
+            task_name=task.name if task is not None else None,
+            status=status,
+            error_type=type(error).__name__ if error is not None else None,
+            decisions=tuple(decisions),
+        )
+        self._write(record)
+        if call.span is not None:
+            capture = self.telemetry.capture_content
+            self.telemetry.end_span(
+                call.span,
+                record,
+                result,
+                time_to_first_chunk=(call.first_chunk_at - call.t0) if call.first_chunk_at is not None else None,
+                input_messages=call.adapter.input_messages(req.api, req.body) if capture else None,
+                end_time_ns=end_ns,
+            )
+        self.telemetry.record_metrics(record, call.server)
+
+    def _write(self, record: CallRecord) -> None:
+        try:
+            self.store.append_call(record)
+        except Exception:
+            # Spooling and replay of records during an outage arrive with the persistent stores;
+            # until then the record is at least logged in full, never silently dropped.
+            log.exception("tokenguard could not write call record %s to its store: %r", record.id, record)
+
+    def _warn_unpriced(self, provider: str, model: str) -> None:
+        key = f"{provider}:{model}"
+        if key not in self._unpriced_warned:
+            self._unpriced_warned.add(key)
+            log.warning(
+                "tokenguard has no price for %s model %r: its calls are recorded with cost_usd=None. "
+                "Add one with Guard(prices={%r: tg.Price(input_mtok=..., output_mtok=...)}) "
+                'or [prices."%s"] in tokenguard.toml.',
+                provider,
+                model,
+                model,
+                model,
+            )
+
+    # -- tasks ---------------------------------------------------------------------------------
+
+    def _start_task(self, task: Task) -> None:
+        with self._lock:
+            self._running_tasks[task.id] = task
+
+    def _finish_task(self, task: Task, *, duration_s: float) -> None:
+        with self._lock:
+            self._running_tasks.pop(task.id, None)
+        assert task.started_at is not None
+        record = TaskRecord(
+            id=task.id,
+            name=task.name,
+            tags=dict(task.tags),
+            outcome=task.outcome,
+            failure_reason=task.failure_reason,
+            started_at=task.started_at,
+            duration_s=duration_s,
+        )
+        try:
+            self.store.append_task(record)
+        except Exception:
+            log.exception("tokenguard could not write task record %s to its store: %r", record.id, record)
+
+    def review(
+        self,
+        task_id: str,
+        *,
+        accepted: bool,
+        edit_distance: float | None = None,
+        reviewer: str | None = None,
+    ) -> None:
+        """Record a human review of a task's result: was it accepted, and how much was it edited.
+
+        ``edit_distance`` is yours to define (e.g. a normalised Levenshtein distance in ``[0, 1]``);
+        it must be a non-negative number. Raises ``KeyError`` for an unknown task id.
+        """
+        if not isinstance(accepted, bool):
+            raise TypeError(f"accepted must be True or False, got {accepted!r}")
+        if edit_distance is not None and (
+            isinstance(edit_distance, bool) or not isinstance(edit_distance, (int, float)) or not edit_distance >= 0
+        ):
+            raise ValueError(f"edit_distance must be a number >= 0 or None, got {edit_distance!r}")
+        with self._lock:
+            running = task_id in self._running_tasks
+        if not running and not self.store.has_task(task_id):
+            raise KeyError(f"no task with id {task_id!r} was recorded by this guard's store")
+        self.store.review_task(
+            task_id,
+            Review(
+                accepted=accepted,
+                edit_distance=None if edit_distance is None else float(edit_distance),
+                reviewer=reviewer,
+            ),
+        )
+
+    # -- reading the ledger --------------------------------------------------------------------
+
+    def records(
+        self,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        tags: Mapping[str, str] | None = None,
+        model: str | None = None,
+        task_id: str | None = None,
+        status: str | None = None,
+    ) -> Iterator[CallRecord]:
+        """Iterate the ledger, oldest first: one :class:`CallRecord` per governed call.
+
+        ``since`` is inclusive, ``until`` exclusive; ``tags`` matches records carrying at least those
+        tags; ``model`` matches the requested or the responding model.
+        """
+        return self.store.calls(
+            CallQuery(
+                since=_aware(since, "since"),
+                until=_aware(until, "until"),
+                tags=tags,
+                model=model,
+                task_id=task_id,
+                status=status,
+            )
+        )
+
+    def tasks(
+        self,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        name: str | None = None,
+        tags: Mapping[str, str] | None = None,
+        outcome: str | None = None,
+    ) -> Iterator[TaskRecord]:
+        """Iterate finished tasks, oldest first, with their calls, cost and review."""
+        return self.store.tasks(
+            TaskQuery(since=_aware(since, "since"), until=_aware(until, "until"), name=name, tags=tags, outcome=outcome)
+        )
+
+    def spend(self, scope: Mapping[str, str] | None = None, period: str = "month") -> Decimal:
+        """Committed spend (sum of ``cost_usd``) of the calls matching ``scope`` in the current
+        calendar ``period`` (UTC). ``scope`` holds tags, and ``model`` for the billing model."""
+        scope = dict(scope or {})
+        model = scope.pop("model", None)
+        start, end = window(period, datetime.now(timezone.utc))
+        total = Decimal(0)
+        for record in self.records(since=start, until=end, tags=scope, model=model):
+            if record.cost_usd is not None:
+                total += record.cost_usd
+        return total
+
+    def close(self) -> None:
+        """Release the store's connections and files."""
+        self.store.close()
+
+
+def _aware(value: datetime | None, name: str) -> datetime | None:
+    if value is not None and value.tzinfo is None:
+        raise ValueError(f"{name} must be timezone-aware (e.g. datetime.now(timezone.utc)), got naive {value!r}")
+    return value
+
+
+_default: Guard | None = None
+_default_lock = threading.Lock()
+
+
+def configure(**kwargs: Any) -> Guard:
+    """Set the process-wide default Guard (built from ``Guard(**kwargs)``) and return it."""
+    global _default
+    guard = Guard(**kwargs)
+    with _default_lock:
+        _default = guard
+    return guard
+
+
+def default_guard() -> Guard:
+    """The process-wide default Guard, created with defaults (``memory://``) on first use."""
+    global _default
+    if _default is None:
+        with _default_lock:
+            if _default is None:
+                _default = Guard()
+    return _default
+
+
+def wrap(client: ClientT) -> ClientT:
+    """Govern ``client`` with the default Guard (see :meth:`Guard.wrap`)."""
+    return default_guard().wrap(client)

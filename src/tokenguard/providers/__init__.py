@@ -1,0 +1,1 @@
+"""Vendor adapters (thin) and the generic wrapping core. Nothing here imports a vendor SDK."""

@@ -1,0 +1,143 @@
+"""The Anthropic adapter: the Messages API (the official ``anthropic`` SDK)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from ..pricing import Usage
+from .base import CallRequest, CallResult, field_of, int_of, otel_message, text_parts
+
+__all__ = ["AnthropicAdapter"]
+
+
+def _usage(u: Any, output_tokens: int | None = None) -> Usage:
+    # Anthropic reports uncached input, cache reads and cache writes apart; the OpenTelemetry
+    # convention (and our ledger) counts all three as input.
+    read = int_of(u, "cache_read_input_tokens")
+    write = int_of(u, "cache_creation_input_tokens")
+    return Usage(
+        input_tokens=int_of(u, "input_tokens") + read + write,
+        output_tokens=int_of(u, "output_tokens") if output_tokens is None else output_tokens,
+        cache_read_tokens=read,
+        cache_write_tokens=write,
+        reasoning_tokens=int_of(field_of(u, "output_tokens_details"), "thinking_tokens"),
+    )
+
+
+class _MessagesStream:
+    """``message_start`` carries the input side of usage; each ``message_delta`` carries the
+    cumulative output (and, in newer API versions, the input side again)."""
+
+    __slots__ = ("complete", "finish", "model", "n", "rid", "texts", "usage")
+
+    def __init__(self) -> None:
+        self.complete = False
+        self.usage: Usage | None = None
+        self.model: str | None = None
+        self.rid: str | None = None
+        self.finish: list[str] = []
+        self.texts: list[str] = []
+        self.n = 0
+
+    def feed(self, event: Any) -> bool:
+        kind = event.type
+        if kind == "content_block_delta":
+            self.n += 1
+            text = getattr(event.delta, "text", None)
+            if text:
+                self.texts.append(text)
+        elif kind == "message_start":
+            message = event.message
+            self.model, self.rid = message.model, message.id
+            self.usage = _usage(message.usage)
+        elif kind == "message_delta":
+            delta_usage = event.usage
+            if self.usage is None or delta_usage.input_tokens is not None:
+                self.usage = _usage(delta_usage)
+            else:
+                self.usage.output_tokens = delta_usage.output_tokens
+                details = getattr(delta_usage, "output_tokens_details", None)
+                if details is not None:
+                    self.usage.reasoning_tokens = details.thinking_tokens
+            if event.delta.stop_reason:
+                self.finish.append(event.delta.stop_reason)
+        elif kind == "message_stop":
+            self.complete = True
+        return True
+
+    def result(self) -> CallResult:
+        usage = self.usage
+        if usage is not None and not self.complete and usage.output_tokens <= 1:
+            # message_start reports output_tokens=1 as a placeholder: the output of an abandoned
+            # stream is not known, so let the pipeline count it from what was received.
+            usage = Usage(
+                input_tokens=usage.input_tokens,
+                cache_read_tokens=usage.cache_read_tokens,
+                cache_write_tokens=usage.cache_write_tokens,
+                output_tokens=max(self.n, usage.output_tokens),
+                estimated=True,
+            )
+        return CallResult(
+            usage=usage,
+            response_model=self.model,
+            response_id=self.rid,
+            finish_reasons=tuple(self.finish),
+            output_text=self.texts,
+            output_chunks=self.n,
+        )
+
+
+class AnthropicAdapter:
+    """Translates Anthropic requests and responses to the neutral types."""
+
+    provider = "anthropic"
+
+    def api_for(self, method: str, url: str) -> str | None:
+        return "messages" if method == "post" and url == "/v1/messages" else None
+
+    def request(self, api: str, body: Mapping[str, Any], stream: bool) -> CallRequest:
+        max_out = body.get("max_tokens")
+        return CallRequest(
+            provider="anthropic",
+            operation="chat",
+            api=api,
+            model=str(body.get("model", "")),
+            stream=stream,
+            max_output_tokens=max_out if isinstance(max_out, int) else None,
+            body=body,
+        )
+
+    def prepare_stream(self, api: str, body: Mapping[str, Any]) -> tuple[Mapping[str, Any], bool]:
+        return body, False  # Anthropic streams always report usage
+
+    def result(self, api: str, response: Any) -> CallResult:
+        content = field_of(response, "content") or ()
+        stop = field_of(response, "stop_reason")
+        return CallResult(
+            usage=_usage(field_of(response, "usage")) if field_of(response, "usage") is not None else None,
+            response_model=field_of(response, "model"),
+            response_id=field_of(response, "id"),
+            finish_reasons=(stop,) if stop else (),
+            output_text=[t for block in content if (t := field_of(block, "text"))],
+        )
+
+    def accumulator(self, api: str, hide_usage: bool) -> _MessagesStream:
+        return _MessagesStream()
+
+    def input_texts(self, api: str, body: Mapping[str, Any]) -> Iterator[str]:
+        yield from text_parts(body.get("system"))
+        for message in body.get("messages") or ():
+            if isinstance(message, Mapping):
+                yield from text_parts(message.get("content"))
+        tools = body.get("tools")
+        if tools:
+            yield json.dumps(tools, default=str)
+
+    def input_messages(self, api: str, body: Mapping[str, Any]) -> list[dict[str, Any]]:
+        return [
+            otel_message(str(m.get("role", "user")), m.get("content"))
+            for m in body.get("messages") or ()
+            if isinstance(m, Mapping)
+        ]

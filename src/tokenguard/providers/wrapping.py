@@ -1,0 +1,434 @@
+"""The generic core of governed clients: one interception point per client, and stream wrapping.
+
+Both vendor SDKs send every API call through their base client's ``request`` method, outside the
+SDK's own retry loop. ``wrap`` swaps the client's class for a cached subclass that overrides
+``request`` (and ``copy`` / ``with_options`` so copies stay governed). A governed call goes::
+
+    adapter.request()  ->  guard.begin()  ->  SDK request (span current)  ->  observe the result
+                                                                                 -> call.settle()
+
+The result is observed without changing its type: a parsed model is read; a ``Stream`` keeps its
+class and gets its iterator wrapped; a raw response (``with_raw_response`` /
+``with_streaming_response``) is read when the user parses or closes it. Settlement happens exactly
+once: on exhaustion, ``close()``, leaving a ``with`` block, an exception, or garbage collection.
+
+For Anthropic, the SDK's own OpenTelemetry span is switched off for governed calls (tokenguard's
+span, with the same conventions plus cost and attribution, takes its place), so each governed
+call yields exactly one GenAI client span; the SDK's spans for other API calls are unchanged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import json
+import sys
+from collections.abc import AsyncIterator, Iterator, Mapping
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+
+from .anthropic import AnthropicAdapter
+from .base import Adapter, CallResult, StreamAccumulator
+from .openai import OpenAIAdapter
+
+if TYPE_CHECKING:
+    from ..guard import Call, Guard
+
+__all__ = ["wrap_client"]
+
+ClientT = TypeVar("ClientT")
+
+RAW_RESPONSE_HEADER = "X-Stainless-Raw-Response"
+SUPPORTED = "openai.OpenAI, openai.AsyncOpenAI, anthropic.Anthropic and anthropic.AsyncAnthropic"
+
+# Set while a governed Anthropic call runs, so the SDK's own call span is not started.
+_native_span_off: ContextVar[bool] = ContextVar("tokenguard_native_span_off", default=False)
+
+
+@dataclass(frozen=True)
+class _Kit:
+    """What the generic core needs to know about one SDK: its adapter and its result types."""
+
+    adapter: Adapter
+    is_async: bool
+    stream_types: tuple[type, ...]
+    raw_types: tuple[type, ...]
+
+
+def _kit_for(client: object) -> _Kit:
+    """Identify the client's SDK without importing one that the application has not imported."""
+    openai = sys.modules.get("openai")
+    if openai is not None and isinstance(client, (openai.OpenAI, openai.AsyncOpenAI)):
+        from openai._legacy_response import LegacyAPIResponse
+        from openai._response import BaseAPIResponse
+
+        return _Kit(
+            OpenAIAdapter(),
+            isinstance(client, openai.AsyncOpenAI),
+            (openai.Stream, openai.AsyncStream),
+            (BaseAPIResponse, LegacyAPIResponse),
+        )
+    anthropic = sys.modules.get("anthropic")
+    if anthropic is not None and isinstance(client, (anthropic.Anthropic, anthropic.AsyncAnthropic)):
+        from anthropic._response import BaseAPIResponse as ABase
+
+        return _Kit(
+            AnthropicAdapter(),
+            isinstance(client, anthropic.AsyncAnthropic),
+            (anthropic.Stream, anthropic.AsyncStream),
+            (ABase,),
+        )
+    raise TypeError(
+        f"tokenguard cannot wrap {type(client).__module__}.{type(client).__qualname__}: "
+        f"wrap() supports {SUPPORTED} clients (and their subclasses, e.g. AzureOpenAI)"
+    )
+
+
+_governed: dict[type, type] = {}
+
+
+def wrap_client(guard: Guard, client: ClientT) -> ClientT:
+    """Make ``client`` governed by ``guard`` (in place) and return it."""
+    cls = type(client)
+    if getattr(cls, "__tokenguard_governed__", False):
+        client._tokenguard_guard = guard  # type: ignore[attr-defined]  # re-wrap: the new guard wins
+        return client
+    kit = _kit_for(client)
+    governed = _governed.get(cls)
+    if governed is None:
+        governed = _governed[cls] = _make_governed_class(cls, kit)
+    client._tokenguard_guard = guard  # type: ignore[attr-defined]
+    client.__class__ = governed
+    return client
+
+
+def _server_of(client: Any) -> tuple[str, int | None] | None:
+    url = client.base_url
+    cached = client.__dict__.get("_tokenguard_server")
+    if cached is not None and cached[0] is url:
+        return cached[1]  # type: ignore[no-any-return]
+    host = url.host
+    server = (host, url.port or (443 if url.scheme == "https" else 80)) if host else None
+    client.__dict__["_tokenguard_server"] = (url, server)
+    return server
+
+
+def _raw_mode(options: Any) -> str | None:
+    headers = options.headers
+    if isinstance(headers, Mapping):
+        value = headers.get(RAW_RESPONSE_HEADER)
+        return value if isinstance(value, str) else None
+    return None
+
+
+def _status_for(exc: BaseException) -> str:
+    return "cancelled" if isinstance(exc, (asyncio.CancelledError, KeyboardInterrupt, GeneratorExit)) else "error"
+
+
+def _make_governed_class(base: type, kit: _Kit) -> type:
+    adapter = kit.adapter
+    base_request = base.request  # type: ignore[attr-defined]
+    base_copy = base.copy  # type: ignore[attr-defined]
+
+    def prepare(self: Any, options: Any, stream: bool) -> tuple[Any, Call | None, bool]:
+        """Steps 1-6 before sending; returns the options to send and the call in flight."""
+        api = adapter.api_for(options.method, options.url)
+        body = options.json_data
+        if api is None or not isinstance(body, Mapping):
+            return options, None, False
+        raw = _raw_mode(options)
+        req = adapter.request(api, body, stream)
+        hide_usage = False
+        if stream and raw != "stream":
+            new_body, hide_usage = adapter.prepare_stream(api, body)
+            if new_body is not body:
+                options = options.model_copy(update={"json_data": new_body})
+        call = self._tokenguard_guard.begin(adapter, req, _server_of(self))
+        return options, call, hide_usage
+
+    def copy(self: Any, *args: Any, **kwargs: Any) -> Any:
+        new = base_copy(self, *args, **kwargs)  # constructs self.__class__: still governed
+        new._tokenguard_guard = self._tokenguard_guard
+        return new
+
+    namespace: dict[str, Any] = {
+        "__tokenguard_governed__": True,
+        "__module__": base.__module__,
+        "__qualname__": base.__qualname__,
+        "__doc__": base.__doc__,
+        "copy": copy,
+        "with_options": copy,
+    }
+
+    if kit.is_async:
+
+        async def arequest(
+            self: Any, cast_to: Any, options: Any, *, stream: bool = False, stream_cls: Any = None
+        ) -> Any:
+            options, call, hide_usage = prepare(self, options, stream)
+            if call is None:
+                return await base_request(self, cast_to, options, stream=stream, stream_cls=stream_cls)
+            span_token = _attach(call)
+            native = _native_span_off.set(True)
+            try:
+                result = await base_request(self, cast_to, options, stream=stream, stream_cls=stream_cls)
+            except BaseException as exc:
+                call.settle(None, _status_for(exc), exc)  # type: ignore[arg-type]
+                raise
+            finally:
+                _native_span_off.reset(native)
+                _detach(span_token)
+            return _observe(kit, call, result, hide_usage)
+
+        namespace["request"] = arequest
+    else:
+
+        def request(self: Any, cast_to: Any, options: Any, *, stream: bool = False, stream_cls: Any = None) -> Any:
+            options, call, hide_usage = prepare(self, options, stream)
+            if call is None:
+                return base_request(self, cast_to, options, stream=stream, stream_cls=stream_cls)
+            span_token = _attach(call)
+            native = _native_span_off.set(True)
+            try:
+                result = base_request(self, cast_to, options, stream=stream, stream_cls=stream_cls)
+            except BaseException as exc:
+                call.settle(None, _status_for(exc), exc)  # type: ignore[arg-type]
+                raise
+            finally:
+                _native_span_off.reset(native)
+                _detach(span_token)
+            return _observe(kit, call, result, hide_usage)
+
+        namespace["request"] = request
+
+    native_tracer = getattr(base, "_tracer", None)
+    if isinstance(native_tracer, property) and native_tracer.fget is not None:
+        fget = native_tracer.fget
+
+        def _tracer(self: Any) -> Any:
+            return None if _native_span_off.get() else fget(self)
+
+        namespace["_tracer"] = property(_tracer)
+
+    return type(base.__name__, (base,), namespace)
+
+
+def _attach(call: Call) -> object | None:
+    # The span is current only while the SDK sends the request (so HTTP-level spans nest under it),
+    # and is detached in the same task before returning: never while a stream is open.
+    span = call.span
+    if span is None or not span.is_recording():
+        return None
+    return otel_context.attach(trace.set_span_in_context(span))
+
+
+def _detach(token: object | None) -> None:
+    if token is not None:
+        otel_context.detach(token)  # type: ignore[arg-type]
+
+
+# -- step 7: observing results -------------------------------------------------------------------
+
+
+def _observe(kit: _Kit, call: Call, result: Any, hide_usage: bool) -> Any:
+    if isinstance(result, kit.stream_types):
+        return _govern_stream(kit, call, result, hide_usage)
+    if isinstance(result, kit.raw_types):
+        return _govern_raw(kit, call, result, hide_usage)
+    call.settle(kit.adapter.result(call.req.api, result), "ok")
+    return result
+
+
+class _StreamWatch:
+    """The settlement state of one stream, shared by its iterator wrapper and its close hook."""
+
+    __slots__ = ("acc", "call", "pulling")
+
+    def __init__(self, call: Call, acc: StreamAccumulator) -> None:
+        self.call = call
+        self.acc = acc
+        self.pulling = False
+
+    def finish(self, status: str = "", error: BaseException | None = None) -> None:
+        if not self.call.settled:
+            acc = self.acc
+            if not status:
+                status = "ok" if acc.complete else "cancelled"
+            self.call.settle(acc.result(), status, error)  # type: ignore[arg-type]
+
+    def closed(self) -> None:
+        # The SDK closes the response itself when a stream ends; the iterator settles that case.
+        if not self.pulling:
+            self.finish()
+
+    def __del__(self) -> None:
+        # A stream dropped without being read to the end or closed.
+        if not self.call.settled:
+            with contextlib.suppress(Exception):  # never raise from a finalizer
+                self.finish()
+
+
+def _iterate(inner: Iterator[Any], watch: _StreamWatch) -> Iterator[Any]:
+    acc, call = watch.acc, watch.call
+    try:
+        while True:
+            watch.pulling = True
+            try:
+                item = next(inner)
+            except StopIteration:
+                watch.finish("ok")
+                return
+            finally:
+                watch.pulling = False
+            if call.first_chunk_at is None:
+                call.chunk()
+            if acc.feed(item):
+                yield item
+    except GeneratorExit:
+        watch.finish()
+        close = getattr(inner, "close", None)
+        if close is not None:
+            close()
+        raise
+    except BaseException as exc:
+        watch.finish(_status_for(exc), exc)
+        raise
+
+
+async def _aiterate(inner: AsyncIterator[Any], watch: _StreamWatch) -> AsyncIterator[Any]:
+    acc, call = watch.acc, watch.call
+    try:
+        while True:
+            watch.pulling = True
+            try:
+                item = await inner.__anext__()
+            except StopAsyncIteration:
+                watch.finish("ok")
+                return
+            finally:
+                watch.pulling = False
+            if call.first_chunk_at is None:
+                call.chunk()
+            if acc.feed(item):
+                yield item
+    except GeneratorExit:
+        watch.finish()
+        aclose = getattr(inner, "aclose", None)
+        if aclose is not None:
+            await aclose()
+        raise
+    except BaseException as exc:
+        watch.finish(_status_for(exc), exc)
+        raise
+
+
+def _govern_stream(kit: _Kit, call: Call, stream: Any, hide_usage: bool) -> Any:
+    """Wrap a vendor ``Stream``/``AsyncStream`` in place; it keeps its class and methods."""
+    watch = _StreamWatch(call, kit.adapter.accumulator(call.req.api, hide_usage))
+    inner = stream._iterator
+    response = stream.response
+    if kit.is_async:
+        stream._iterator = _aiterate(inner, watch)
+        original_aclose = response.aclose
+
+        async def aclose() -> None:
+            try:
+                await original_aclose()
+            finally:
+                watch.closed()
+
+        response.aclose = aclose
+    else:
+        stream._iterator = _iterate(inner, watch)
+        original_close = response.close
+
+        def close() -> None:
+            try:
+                original_close()
+            finally:
+                watch.closed()
+
+        response.close = close
+    return stream
+
+
+def _govern_raw(kit: _Kit, call: Call, raw: Any, hide_usage: bool) -> Any:
+    """A raw response (``with_raw_response`` / ``with_streaming_response``), returned unchanged.
+
+    When its body was already read (a non-streamed ``with_raw_response``) the call settles now from
+    the body. Otherwise it settles when the user parses it (a parsed stream is governed like any
+    stream) or closes it.
+    """
+    adapter, api = kit.adapter, call.req.api
+    http_response = raw.http_response
+    if "_content" in http_response.__dict__:
+        call.settle(_result_from_body(adapter, api, http_response), "ok")
+        return raw
+
+    def settle_parsed(parsed: Any) -> Any:
+        if call.settled:
+            return parsed
+        if isinstance(parsed, kit.stream_types):
+            if not parsed.__dict__.get("_tokenguard_watched"):
+                parsed.__dict__["_tokenguard_watched"] = True
+                _govern_stream(kit, call, parsed, hide_usage)
+        else:
+            call.settle(adapter.result(api, parsed), "ok")
+        return parsed
+
+    def settle_unparsed() -> None:
+        if not call.settled:
+            call.settle(_result_from_body(adapter, api, http_response), "ok")
+
+    original_parse = raw.parse
+    if inspect.iscoroutinefunction(original_parse):
+
+        async def aparse(*args: Any, **kwargs: Any) -> Any:
+            return settle_parsed(await original_parse(*args, **kwargs))
+
+        raw.parse = aparse
+    else:
+
+        def parse(*args: Any, **kwargs: Any) -> Any:
+            return settle_parsed(original_parse(*args, **kwargs))
+
+        raw.parse = parse
+
+    if kit.is_async:
+        original_aclose = http_response.aclose
+
+        async def aclose() -> None:
+            try:
+                await original_aclose()
+            finally:
+                settle_unparsed()
+
+        http_response.aclose = aclose
+    else:
+        original_close = http_response.close
+
+        def close() -> None:
+            try:
+                original_close()
+            finally:
+                settle_unparsed()
+
+        http_response.close = close
+    return raw
+
+
+def _result_from_body(adapter: Adapter, api: str, http_response: Any) -> CallResult:
+    """Usage from a JSON body the user read without parsing; an empty result (usage estimated)
+    when the body was not read, was a raw event stream, or is not JSON."""
+    content = http_response.__dict__.get("_content")
+    if content and not http_response.headers.get("content-type", "").startswith("text/event-stream"):
+        try:
+            return adapter.result(api, json.loads(content))
+        except (ValueError, TypeError):
+            pass
+    return CallResult()

@@ -1,0 +1,72 @@
+"""The ledger's rows: one :class:`CallRecord` per governed model call, one :class:`TaskRecord` per task."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from decimal import Decimal
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = ["CallRecord", "CallStatus", "TaskRecord"]
+
+CallStatus = Literal["ok", "error", "blocked", "cancelled"]
+
+
+class CallRecord(BaseModel):
+    """One governed model call, as written to the ledger (frozen).
+
+    Token counts follow the OpenTelemetry GenAI conventions: ``input_tokens`` includes cached reads
+    and cache writes, ``output_tokens`` includes reasoning. ``cost_usd`` is ``None`` only when the
+    model's price is unknown (never a silent 0); prompt and completion text are never stored.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    time: datetime = Field(description="UTC time the call started")
+    latency_s: float
+    provider: str = Field(description='"openai" or "anthropic" (gen_ai.provider.name)')
+    operation: str = Field(description='gen_ai.operation.name: "chat" or "embeddings"')
+    api: str = Field(description='"chat.completions", "responses", "embeddings" or "messages"')
+    request_model: str
+    response_model: str | None = None
+    stream: bool = False
+    response_id: str | None = None
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    reasoning_tokens: int = 0
+    usage_estimated: bool = False
+    cost_usd: Decimal | None = None
+    estimated_cost_usd: Decimal | None = None
+    tags: Mapping[str, str] = Field(default_factory=dict)
+    task_id: str | None = None
+    task_name: str | None = None
+    status: CallStatus = "ok"
+    error_type: str | None = None
+    decisions: tuple[str, ...] = ()
+
+
+Outcome = Literal["succeeded", "failed", "unknown"]
+
+
+class TaskRecord(BaseModel):
+    """One finished task: its outcome, a later human review, and the calls and cost inside it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    name: str
+    tags: Mapping[str, str] = Field(default_factory=dict)
+    outcome: Outcome = "unknown"
+    failure_reason: str | None = None
+    started_at: datetime
+    duration_s: float = 0.0
+    accepted: bool | None = None
+    edit_distance: float | None = None
+    reviewer: str | None = None
+    calls: int = 0
+    cost_usd: Decimal = Decimal(0)

@@ -1,0 +1,210 @@
+"""Spans and metrics for governed calls (steps 6 and 8): one GenAI client span per call, and the
+GenAI client metrics plus a cost counter. All names come from :mod:`tokenguard.semconv`.
+
+Privacy: prompt and completion text go on spans only with ``capture_content=True``; API keys,
+headers and exception messages (which can quote a key) never do.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from opentelemetry import metrics, trace
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+
+from . import semconv as sc
+from .providers.base import CallRequest, CallResult
+
+if TYPE_CHECKING:
+    from opentelemetry.metrics import MeterProvider
+    from opentelemetry.trace import TracerProvider
+
+    from .records import CallRecord
+
+__all__ = ["Telemetry"]
+
+Attributes = dict[str, Any]
+
+
+class Telemetry:
+    """Creates the span of each call and records its metrics.
+
+    ``None`` providers mean the global ones, looked up when the first call is made (so an app may
+    configure OpenTelemetry after building its Guard). ``metric_tags`` lists the tag keys that become
+    metric attributes: keep them low-cardinality (``team``, ``app``; not ``user``).
+    """
+
+    def __init__(
+        self,
+        *,
+        tracer_provider: TracerProvider | None,
+        meter_provider: MeterProvider | None,
+        capture_content: bool,
+        metric_tags: Sequence[str],
+        enabled: bool = True,
+    ) -> None:
+        from . import __version__
+
+        self.enabled = enabled
+        self.capture_content = capture_content
+        self.metric_tags = tuple(metric_tags)
+        self._version = __version__
+        self._tracer_provider = tracer_provider
+        self._meter_provider = meter_provider
+        self._tracer: trace.Tracer | None = None
+        self._instruments: tuple[Any, Any, Any] | None = None
+
+    @property
+    def tracer(self) -> trace.Tracer:
+        if self._tracer is None:
+            self._tracer = trace.get_tracer(
+                "tokenguard", self._version, tracer_provider=self._tracer_provider, schema_url=sc.SCHEMA_URL
+            )
+        return self._tracer
+
+    def _meters(self) -> tuple[Any, Any, Any]:
+        if self._instruments is None:
+            meter = metrics.get_meter(
+                "tokenguard", self._version, meter_provider=self._meter_provider, schema_url=sc.SCHEMA_URL
+            )
+            self._instruments = (
+                meter.create_histogram(
+                    sc.METRIC_TOKEN_USAGE,
+                    unit="{token}",
+                    description="Number of input and output tokens used.",
+                    explicit_bucket_boundaries_advisory=list(sc.TOKEN_USAGE_BUCKETS),
+                ),
+                meter.create_histogram(
+                    sc.METRIC_OPERATION_DURATION,
+                    unit="s",
+                    description="GenAI operation duration.",
+                    explicit_bucket_boundaries_advisory=list(sc.DURATION_BUCKETS),
+                ),
+                meter.create_counter(sc.METRIC_COST, unit="USD", description="Cost of governed model calls."),
+            )
+        return self._instruments
+
+    def start_span(self, req: CallRequest, server: tuple[str, int | None] | None) -> Span | None:
+        """Start the call's CLIENT span (not made current here; the caller decides for how long)."""
+        if not self.enabled:
+            return None
+        attributes: Attributes = {
+            sc.OPERATION_NAME: req.operation,
+            sc.PROVIDER_NAME: req.provider,
+            sc.REQUEST_MODEL: req.model,
+            sc.REQUEST_STREAM: req.stream,
+        }
+        if req.max_output_tokens:
+            attributes[sc.REQUEST_MAX_TOKENS] = req.max_output_tokens
+        body = req.body
+        temperature = body.get("temperature")
+        if isinstance(temperature, (int, float)) and not isinstance(temperature, bool):
+            attributes[sc.REQUEST_TEMPERATURE] = temperature
+        top_p = body.get("top_p")
+        if isinstance(top_p, (int, float)) and not isinstance(top_p, bool):
+            attributes[sc.REQUEST_TOP_P] = top_p
+        if server is not None:
+            attributes[sc.SERVER_ADDRESS] = server[0]
+            if server[1] is not None:
+                attributes[sc.SERVER_PORT] = server[1]
+        return self.tracer.start_span(f"{req.operation} {req.model}", kind=SpanKind.CLIENT, attributes=attributes)
+
+    def end_span(
+        self,
+        span: Span,
+        record: CallRecord,
+        result: CallResult | None,
+        *,
+        time_to_first_chunk: float | None,
+        input_messages: list[dict[str, Any]] | None,
+        end_time_ns: int | None = None,
+    ) -> None:
+        """Put the call's outcome on its span and end it."""
+        if span.is_recording():
+            a: Attributes = {
+                sc.USAGE_INPUT_TOKENS: record.input_tokens,
+                sc.USAGE_OUTPUT_TOKENS: record.output_tokens,
+                sc.STATUS: record.status,
+                sc.RECORD_ID: record.id,
+                sc.USAGE_ESTIMATED: record.usage_estimated,
+            }
+            if record.cache_read_tokens:
+                a[sc.USAGE_CACHE_READ_INPUT_TOKENS] = record.cache_read_tokens
+            if record.cache_write_tokens:
+                a[sc.USAGE_CACHE_CREATION_INPUT_TOKENS] = record.cache_write_tokens
+            if record.reasoning_tokens:
+                a[sc.USAGE_REASONING_OUTPUT_TOKENS] = record.reasoning_tokens
+            if record.response_model:
+                a[sc.RESPONSE_MODEL] = record.response_model
+            if record.response_id:
+                a[sc.RESPONSE_ID] = record.response_id
+            if record.cost_usd is not None:
+                a[sc.COST_USD] = float(record.cost_usd)
+            if record.estimated_cost_usd is not None:
+                a[sc.ESTIMATED_COST_USD] = float(record.estimated_cost_usd)
+            if record.decisions:
+                a[sc.DECISIONS] = list(record.decisions)
+            if record.task_id:
+                a[sc.TASK_ID] = record.task_id
+                a[sc.TASK_NAME] = record.task_name or ""
+            for key, value in record.tags.items():
+                a[sc.TAG_PREFIX + key] = value
+            if time_to_first_chunk is not None:
+                a[sc.RESPONSE_TIME_TO_FIRST_CHUNK] = time_to_first_chunk
+            if result is not None:
+                if result.finish_reasons:
+                    a[sc.RESPONSE_FINISH_REASONS] = list(result.finish_reasons)
+                if result.service_tier and record.provider == "openai":
+                    a[sc.OPENAI_RESPONSE_SERVICE_TIER] = result.service_tier
+                if self.capture_content:
+                    a[sc.OUTPUT_MESSAGES] = json.dumps(
+                        [
+                            {
+                                "role": "assistant",
+                                "parts": [{"type": "text", "content": "".join(result.output_text)}],
+                                "finish_reason": result.finish_reasons[0] if result.finish_reasons else "",
+                            }
+                        ]
+                    )
+            if self.capture_content and input_messages is not None:
+                a[sc.INPUT_MESSAGES] = json.dumps(input_messages)
+            if record.error_type:
+                a[sc.ERROR_TYPE] = record.error_type
+                # The status description is the error's type only: vendor messages can quote a key.
+                span.set_status(Status(StatusCode.ERROR, record.error_type))
+            span.set_attributes(a)
+        span.end(end_time=end_time_ns)
+
+    def record_metrics(self, record: CallRecord, server: tuple[str, int | None] | None) -> None:
+        """Record the GenAI client metrics and the cost counter for one settled call."""
+        if not self.enabled:
+            return
+        token_usage, duration, cost = self._meters()
+        attrs: Attributes = {
+            sc.OPERATION_NAME: record.operation,
+            sc.PROVIDER_NAME: record.provider,
+            sc.REQUEST_MODEL: record.request_model,
+        }
+        if record.response_model:
+            attrs[sc.RESPONSE_MODEL] = record.response_model
+        if server is not None:
+            attrs[sc.SERVER_ADDRESS] = server[0]
+            if server[1] is not None:
+                attrs[sc.SERVER_PORT] = server[1]
+        tags: Mapping[str, str] = record.tags
+        for key in self.metric_tags:
+            value = tags.get(key)
+            if value is not None:
+                attrs[sc.TAG_PREFIX + key] = value
+        if record.error_type:
+            duration.record(record.latency_s, {**attrs, sc.ERROR_TYPE: record.error_type})
+        else:
+            duration.record(record.latency_s, attrs)
+        if record.status != "blocked" and (record.input_tokens or record.output_tokens or not record.error_type):
+            token_usage.record(record.input_tokens, {**attrs, sc.TOKEN_TYPE: "input"})
+            if record.operation != "embeddings":
+                token_usage.record(record.output_tokens, {**attrs, sc.TOKEN_TYPE: "output"})
+        if record.cost_usd:
+            cost.add(float(record.cost_usd), attrs)
