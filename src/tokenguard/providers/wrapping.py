@@ -370,19 +370,22 @@ def _govern_raw(kit: _Kit, call: Call, raw: Any, hide_usage: bool) -> Any:
         call.settle(_result_from_body(adapter, api, http_response), "ok")
         return raw
 
+    streams: list[Any] = []  # the parsed stream, once: it settles the call from then on
+
     def settle_parsed(parsed: Any) -> Any:
-        if call.settled:
+        if call.settled or streams:
             return parsed
         if isinstance(parsed, kit.stream_types):
-            if not parsed.__dict__.get("_tokenguard_watched"):
-                parsed.__dict__["_tokenguard_watched"] = True
-                _govern_stream(kit, call, parsed, hide_usage)
+            streams.append(parsed)
+            _govern_stream(kit, call, parsed, hide_usage)
         else:
             call.settle(adapter.result(api, parsed), "ok")
         return parsed
 
+    reading: list[bool] = []  # set while the body is being read: it closes the response before it is kept
+
     def settle_unparsed() -> None:
-        if not call.settled:
+        if not call.settled and not streams and not reading:
             call.settle(_result_from_body(adapter, api, http_response), "ok")
 
     original_parse = raw.parse
@@ -400,7 +403,15 @@ def _govern_raw(kit: _Kit, call: Call, raw: Any, hide_usage: bool) -> Any:
         raw.parse = parse
 
     if kit.is_async:
-        original_aclose = http_response.aclose
+        original_aread, original_aclose = http_response.aread, http_response.aclose
+
+        async def aread() -> bytes:
+            reading.append(True)
+            try:
+                return await original_aread()  # type: ignore[no-any-return]
+            finally:
+                reading.clear()
+                settle_unparsed()
 
         async def aclose() -> None:
             try:
@@ -408,9 +419,17 @@ def _govern_raw(kit: _Kit, call: Call, raw: Any, hide_usage: bool) -> Any:
             finally:
                 settle_unparsed()
 
-        http_response.aclose = aclose
+        http_response.aread, http_response.aclose = aread, aclose
     else:
-        original_close = http_response.close
+        original_read, original_close = http_response.read, http_response.close
+
+        def read() -> bytes:
+            reading.append(True)
+            try:
+                return original_read()  # type: ignore[no-any-return]
+            finally:
+                reading.clear()
+                settle_unparsed()
 
         def close() -> None:
             try:
@@ -418,7 +437,7 @@ def _govern_raw(kit: _Kit, call: Call, raw: Any, hide_usage: bool) -> Any:
             finally:
                 settle_unparsed()
 
-        http_response.close = close
+        http_response.read, http_response.close = read, close
     return raw
 
 
