@@ -58,9 +58,12 @@ capped at 20 (20 when absent). :meth:`FakeLLMServer.set_reply` replaces the text
 (still cut to the max-tokens limit, counted in words). A request header
 ``x-fake-output-tokens: N`` forces ``N`` default words regardless of limits
 (e.g. ``extra_headers={"x-fake-output-tokens": "50"}`` for a 50-delta stream).
-Streams send one text delta per word. When the word count reaches the request's
-limit the finish reason is ``"length"`` (OpenAI) / ``"max_tokens"`` (Anthropic),
-otherwise ``"stop"`` / ``"end_turn"``. The response ``model`` echoes the request.
+Streams send one text delta per word. When the max-tokens limit actually cut the
+reply (e.g. ``max_tokens=5``: 5 of the 20 default words) the finish reason is
+``"length"`` (OpenAI; Responses still report ``status="completed"``) /
+``"max_tokens"`` (Anthropic), otherwise ``"stop"`` / ``"end_turn"``; a forced
+``x-fake-output-tokens`` reply always ends with ``"stop"`` / ``"end_turn"``. The
+response ``model`` echoes the request.
 
 Usage
 -----

@@ -53,8 +53,7 @@ class FakeUsage:
                 raise ValueError(f"FakeUsage.{name} must be a non-negative int, got {value!r}")
         if self.cache_read_tokens + self.cache_write_tokens > self.input_tokens:
             raise ValueError(
-                "FakeUsage.input_tokens counts ALL input tokens and must be >= "
-                "cache_read_tokens + cache_write_tokens"
+                "FakeUsage.input_tokens counts ALL input tokens and must be >= cache_read_tokens + cache_write_tokens"
             )
         if self.reasoning_tokens > self.output_tokens:
             raise ValueError("FakeUsage.output_tokens includes reasoning and must be >= reasoning_tokens")

@@ -165,34 +165,32 @@ def _split_pieces(text: str) -> list[str]:
 def build_reply(body: Mapping[str, Any], forced_words: int | None, reply_text: str | None) -> Reply:
     """Decide the reply text for a request.
 
-    * ``forced_words`` (the ``x-fake-output-tokens`` header) wins: that many default words;
-    * otherwise the configured ``reply_text``, or :data:`DEFAULT_REPLY_WORDS` default words,
-      truncated to the request's max-tokens limit (if any) in words.
-
-    The reply is flagged ``truncated`` when its word count reaches the request's limit.
+    * ``forced_words`` (the ``x-fake-output-tokens`` header) wins: exactly that many
+      default words, never truncated, finish reason "stop";
+    * otherwise the configured ``reply_text``, or :data:`DEFAULT_REPLY_WORDS` default
+      words, cut to the request's max-tokens limit (if any) counted in words. The
+      reply is flagged ``truncated`` (finish reason "length") only when the limit
+      actually cut it.
     """
-    limit = _max_tokens(body)
     if forced_words is not None:
-        pieces = [w if i == 0 else " " + w for i, w in enumerate(_lorem(forced_words))]
-    else:
-        if reply_text is None:
-            n = DEFAULT_REPLY_WORDS if limit is None else min(limit, DEFAULT_REPLY_WORDS)
-            pieces = [w if i == 0 else " " + w for i, w in enumerate(_lorem(n))]
-        else:
-            pieces = _split_pieces(reply_text)
-        if limit is not None:
-            kept: list[str] = []
-            words = 0
-            for piece in pieces:
-                if piece.strip():
-                    if words >= limit:
-                        break
-                    words += 1
-                kept.append(piece)
-            pieces = kept
-    reply = Reply(tuple(pieces), truncated=False)
-    truncated = limit is not None and reply.words >= limit
-    return Reply(reply.pieces, truncated=truncated)
+        return Reply(tuple(_lorem_pieces(forced_words)), truncated=False)
+    limit = _max_tokens(body)
+    pieces = _lorem_pieces(DEFAULT_REPLY_WORDS) if reply_text is None else _split_pieces(reply_text)
+    if limit is None:
+        return Reply(tuple(pieces), truncated=False)
+    kept: list[str] = []
+    words = 0
+    for piece in pieces:
+        if piece.strip():
+            if words >= limit:
+                return Reply(tuple(kept), truncated=True)
+            words += 1
+        kept.append(piece)
+    return Reply(tuple(kept), truncated=False)
+
+
+def _lorem_pieces(n: int) -> list[str]:
+    return [w if i == 0 else " " + w for i, w in enumerate(_lorem(n))]
 
 
 def _lorem(n: int) -> list[str]:
@@ -411,9 +409,7 @@ def openai_response_stream(body: Mapping[str, Any], reply: Reply, usage: FakeUsa
     def emit(event_type: str, fields: JSONObject) -> None:
         events.append(sse({"type": event_type, "sequence_number": len(events), **fields}, event_type))
 
-    in_progress = _responses_object(
-        body, response_id, created_at, status="in_progress", output=[], usage=None
-    )
+    in_progress = _responses_object(body, response_id, created_at, status="in_progress", output=[], usage=None)
     emit("response.created", {"response": in_progress})
     emit("response.in_progress", {"response": in_progress})
     emit(

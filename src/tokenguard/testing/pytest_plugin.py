@@ -19,6 +19,7 @@ the test. The SDKs are imported only when a client fixture is used.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING
 
@@ -38,6 +39,23 @@ else:
         _async_fixture = pytest.fixture
 
 _API_KEY = "test-key"
+_ENTRY_POINT_NAME = "tokenguard"
+
+
+def pytest_plugin_registered(plugin: object, plugin_name: str, manager: pytest.PytestPluginManager) -> None:
+    """Let ``-p tokenguard.testing.pytest_plugin`` coexist with the auto-loaded entry point.
+
+    ``-p <module path>`` registers this module under its dotted name *before*
+    pytest auto-loads the ``tokenguard`` entry point, which then fails with
+    "Plugin already registered under a different name". Blocking the entry-point
+    name in that case keeps the single, already-registered copy.
+    """
+    if (
+        plugin is sys.modules[__name__]
+        and plugin_name != _ENTRY_POINT_NAME
+        and not manager.has_plugin(_ENTRY_POINT_NAME)
+    ):
+        manager.set_blocked(_ENTRY_POINT_NAME)
 
 
 @pytest.fixture(scope="session")
