@@ -1,0 +1,75 @@
+"""The policy file, and the promise that `import tokenguard` stays light."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+import tokenguard as tg
+
+
+def test_from_file(tmp_path: Path) -> None:
+    path = tmp_path / "tokenguard.toml"
+    path.write_text(
+        """
+store = "memory://"
+on_store_error = "closed"
+capture_content = true
+metric_tags = ["team"]
+
+[prices."ft:gpt-4o-mini:acme::x1"]
+input_mtok = 0.30
+output_mtok = "1.20"
+"""
+    )
+    guard = tg.Guard.from_file(path)
+    assert guard.on_store_error == "closed"
+    assert guard.telemetry.capture_content is True
+    assert guard.telemetry.metric_tags == ("team",)
+    assert guard.prices.overrides["ft:gpt-4o-mini:acme::x1"].output_mtok == Decimal("1.20")
+
+
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        ('stroe = "memory://"', r"stroe: unknown key"),
+        ('on_store_error = "sometimes"', r"on_store_error: Input should be 'open' or 'closed'"),
+        ('[prices."gpt-x"]\ninput_mtok = 1\noutput_mtok = 2\nbogus = 3', r'prices\."gpt-x"\.bogus: unknown key'),
+        ('[prices."gpt-x"]\ninput_mtok = 1', r'prices\."gpt-x"\.output_mtok: Field required'),
+        ('[prices."gpt-x"]\ninput_mtok = -1\noutput_mtok = 2', r'prices\."gpt-x": Price.input_mtok must be'),
+        ("store = [", r"not valid TOML"),
+        ('store = "sqlite-typo:/x"', r"store URI 'sqlite-typo:/x' is not supported"),
+    ],
+)
+def test_bad_files_name_file_key_and_problem(tmp_path: Path, text: str, match: str) -> None:
+    path = tmp_path / "policy.toml"
+    path.write_text(text)
+    with pytest.raises(tg.ConfigError, match=match) as info:
+        tg.Guard.from_file(path)
+    assert str(path) in str(info.value)
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(tg.ConfigError, match="cannot read the policy file"):
+        tg.Guard.from_file(tmp_path / "nope.toml")
+
+
+def test_import_is_light() -> None:
+    code = (
+        "import sys, time; t = time.perf_counter(); import tokenguard; dt = time.perf_counter() - t; "
+        "heavy = [m for m in ('openai', 'anthropic', 'pydantic', 'opentelemetry', 'genai_prices', 'tiktoken') "
+        "if m in sys.modules]; print(heavy)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_public_names() -> None:
+    for name in ["Guard", "Price", "CallRecord", "TaskRecord", "configure", "wrap"]:
+        assert getattr(tg, name) is not None
+    with pytest.raises(AttributeError):
+        tg.NotAThing  # noqa: B018
