@@ -108,6 +108,7 @@ def test_chat_json(fake_llm: FakeLLMServer, fake_openai_client: openai.OpenAI) -
     assert resp.usage.completion_tokens_details.reasoning_tokens == 0
 
     [req] = fake_llm.requests
+    assert fake_llm.request_count == 1
     assert isinstance(req, RecordedRequest)
     assert (req.method, req.path) == ("POST", "/v1/chat/completions")
     assert req.headers["authorization"] == "Bearer test-key"
@@ -741,3 +742,13 @@ def test_import_is_light() -> None:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")])}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
     assert out.stdout.strip() == "False"
+
+
+def test_request_count_without_recording() -> None:
+    with FakeLLMServer(record_requests=False) as server:
+        for _ in range(3):
+            assert raw_post(server, "/v1/embeddings", b'{"model":"m","input":"x"}')[0] == 200
+        assert server.requests == []
+        assert server.request_count == 3
+        server.reset()
+        assert server.request_count == 0

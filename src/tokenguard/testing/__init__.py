@@ -102,7 +102,16 @@ retry policy. :meth:`FakeLLMServer.fail_stream_after` cuts the next stream after
 
 Every request is recorded in :attr:`FakeLLMServer.requests` *before* it is
 answered (failed ones included), so a test can prove whether a call reached the
-"provider" at all.
+"provider" at all. For long benchmark runs use
+``FakeLLMServer(record_requests=False)`` (or call :meth:`FakeLLMServer.reset`
+between rounds) and read :attr:`FakeLLMServer.request_count`.
+
+Performance
+-----------
+
+The server is meant for per-call micro-benchmarks: HTTP/1.1 keep-alive,
+``TCP_NODELAY``, no per-request logging, one ``send`` per JSON response and one
+flushed chunk per server-sent event (so streams really arrive chunk by chunk).
 """
 
 from __future__ import annotations

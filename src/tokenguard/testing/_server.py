@@ -74,12 +74,17 @@ class FakeLLMServer:
     Args:
         port: TCP port to listen on; ``0`` (the default) picks a free port at
             :meth:`start`.
+        record_requests: keep every request in :attr:`requests` (the default).
+            Pass ``False`` for long benchmark runs so the log does not grow without
+            bound; :attr:`request_count` still counts.
     """
 
-    def __init__(self, port: int = 0) -> None:
+    def __init__(self, port: int = 0, *, record_requests: bool = True) -> None:
         if not 0 <= port <= 65535:
             raise ValueError(f"invalid port {port!r}")
         self._requested_port = port
+        self._record_requests = record_requests
+        self._request_count = 0
         self._lock = threading.Lock()
         self._lifecycle = threading.Lock()
         self._httpd: _HTTPServer | None = None
@@ -179,12 +184,19 @@ class FakeLLMServer:
         with self._lock:
             return list(self._requests)
 
+    @property
+    def request_count(self) -> int:
+        """Number of requests received since the last :meth:`reset` (counted even when not recording)."""
+        with self._lock:
+            return self._request_count
+
     # ------------------------------------------------------------------ configuration
 
     def reset(self) -> None:
         """Clear the request log, queued failures and all settings back to defaults."""
         with self._lock:
             self._requests.clear()
+            self._request_count = 0
             self._failures.clear()
             self._usage = None
             self._reply = None
@@ -264,7 +276,9 @@ class FakeLLMServer:
     def _receive(self, request: RecordedRequest, *, governed: bool, streaming: bool) -> _Settings:
         """Record ``request`` and take the settings (consuming queued failures) for it."""
         with self._lock:
-            self._requests.append(request)
+            self._request_count += 1
+            if self._record_requests:
+                self._requests.append(request)
             failure = self._failures.popleft() if governed and self._failures else None
             fail_after = None
             if streaming and failure is None and self._fail_stream_after is not None:
