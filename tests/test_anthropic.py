@@ -8,9 +8,9 @@ from decimal import Decimal
 
 import anthropic
 import pytest
-from conftest import Otel, records
 
 import tokenguard as tg
+from conftest import Otel, records
 from tokenguard.testing import FakeUsage
 
 MSG = [{"role": "user", "content": "Classify this ticket."}]

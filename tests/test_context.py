@@ -8,9 +8,9 @@ from decimal import Decimal
 
 import openai
 import pytest
-from conftest import records
 
 import tokenguard as tg
+from conftest import records
 from tokenguard.testing import FakeUsage
 
 MSG = [{"role": "user", "content": "hi"}]

@@ -10,9 +10,8 @@ import openai
 import pytest
 
 import tokenguard as tg
-from tokenguard.testing import FakeLLMServer, FakeUsage
-
 from conftest import Otel, records
+from tokenguard.testing import FakeLLMServer, FakeUsage
 
 MSG = [{"role": "user", "content": "Summarize the ticket please."}]
 
@@ -185,9 +184,7 @@ def test_with_raw_response(openai_client, guard):
     raw = openai_client.chat.completions.with_raw_response.create(model="gpt-4o-mini", messages=MSG)
     assert raw.headers.get("content-type", "").startswith("application/json")
     assert raw.parse().usage.completion_tokens == 20
-    raw_stream = openai_client.chat.completions.with_raw_response.create(
-        model="gpt-4o-mini", messages=MSG, stream=True
-    )
+    raw_stream = openai_client.chat.completions.with_raw_response.create(model="gpt-4o-mini", messages=MSG, stream=True)
     chunks = list(raw_stream.parse())
     assert all(c.choices for c in chunks)
     rs = records(guard)
