@@ -73,3 +73,39 @@ def test_public_names() -> None:
         assert getattr(tg, name) is not None
     with pytest.raises(AttributeError):
         tg.NotAThing  # noqa: B018
+
+
+def test_global_providers_are_used_when_none_given(tmp_path: Path) -> None:
+    """With no providers passed, the Guard uses the global ones (set after the Guard was built)."""
+    script = tmp_path / "global_otel.py"
+    script.write_text(
+        """
+import openai
+from opentelemetry import metrics, trace
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+import tokenguard as tg
+from tokenguard.testing import FakeLLMServer
+
+guard = tg.Guard()
+exporter = InMemorySpanExporter()
+provider = TracerProvider()
+provider.add_span_processor(SimpleSpanProcessor(exporter))
+trace.set_tracer_provider(provider)
+reader = InMemoryMetricReader()
+metrics.set_meter_provider(MeterProvider(metric_readers=[reader]))
+with FakeLLMServer() as server:
+    client = guard.wrap(openai.OpenAI(base_url=server.openai_base_url, api_key="k", max_retries=0))
+    client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
+names = [m.name for rm in reader.get_metrics_data().resource_metrics for sm in rm.scope_metrics for m in sm.metrics]
+print([s.name for s in exporter.get_finished_spans()], sorted(names))
+"""
+    )
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, check=True, timeout=60)
+    assert out.stdout.strip() == (
+        "['chat gpt-4o-mini'] ['gen_ai.client.operation.duration', 'gen_ai.client.token.usage', 'tokenguard.cost']"
+    )

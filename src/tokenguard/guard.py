@@ -190,11 +190,21 @@ class Guard:
     def begin(self, adapter: Adapter, req: CallRequest, server: tuple[str, int | None] | None) -> Call:
         """Steps 2-6 up to sending: context, estimate, span. Returns the call in flight."""
         call = Call(self, adapter, req, server)
-        # Step 4: estimate an upper bound of the cost.
+        try:
+            self._estimate(call)
+            # Step 6 starts here: the span covers the vendor call.
+            call.span = self.telemetry.start_span(req, server)
+        except Exception:  # tokenguard's own failure must not stop the user's call
+            log.exception("tokenguard could not prepare a %s call; it goes on ungoverned by estimates", req.api)
+        return call
+
+    def _estimate(self, call: Call) -> None:
+        """Step 4: an upper bound of the call's cost (input bound + the most output it allows)."""
+        req = call.req
         body = req.body
         messages = body.get("messages")
         estimate = estimate_input(
-            adapter.input_texts(req.api, body), len(messages) if isinstance(messages, list) else 1
+            call.adapter.input_texts(req.api, body), len(messages) if isinstance(messages, list) else 1
         )
         call.input_point = estimate.point
         rates = self.prices.rates(req.provider, req.model, call.started)
@@ -204,9 +214,6 @@ class Guard:
             if max_out is None:
                 max_out = self.prices.context_window(req.provider, req.model) or DEFAULT_MAX_OUTPUT_TOKENS
             call.estimate = rates.upper_bound(estimate.bound, max_out)
-        # Step 6 starts here: the span covers the vendor call.
-        call.span = self.telemetry.start_span(req, server)
-        return call
 
     def _settle(
         self,

@@ -203,6 +203,7 @@ class PriceBook:
             str(model): Price.coerce(str(model), value) for model, value in (overrides or {}).items()
         }
         self._cache: dict[tuple[str, str, str | None], _Entry] = {}
+        self._windows: dict[tuple[str, str], int | None] = {}
         self._lock = threading.Lock()
         self._snapshot: Any = None
 
@@ -248,10 +249,13 @@ class PriceBook:
 
     def context_window(self, provider: str, model: str) -> int | None:
         """The model's context window from genai-prices, when known (a bound for output tokens)."""
-        self.load()
-        try:
-            _, info = self._snapshot.find_provider_model(model, None, provider, None)
-        except LookupError:
-            return None
-        window = info.context_window
-        return int(window) if window else None
+        key = (provider, model)
+        if key not in self._windows:
+            self.load()
+            try:
+                _, info = self._snapshot.find_provider_model(model, None, provider, None)
+                window = int(info.context_window) if info.context_window else None
+            except LookupError:
+                window = None
+            self._windows[key] = window
+        return self._windows[key]

@@ -21,10 +21,12 @@ _APIS = {
 def _chat_usage(u: Any) -> Usage | None:
     if u is None:
         return None
+    details = field_of(u, "prompt_tokens_details")
     return Usage(
         input_tokens=int_of(u, "prompt_tokens"),
         output_tokens=int_of(u, "completion_tokens"),
-        cache_read_tokens=int_of(field_of(u, "prompt_tokens_details"), "cached_tokens"),
+        cache_read_tokens=int_of(details, "cached_tokens"),
+        cache_write_tokens=int_of(details, "cache_write_tokens"),
         reasoning_tokens=int_of(field_of(u, "completion_tokens_details"), "reasoning_tokens"),
     )
 
@@ -32,10 +34,12 @@ def _chat_usage(u: Any) -> Usage | None:
 def _responses_usage(u: Any) -> Usage | None:
     if u is None:
         return None
+    details = field_of(u, "input_tokens_details")
     return Usage(
         input_tokens=int_of(u, "input_tokens"),
         output_tokens=int_of(u, "output_tokens"),
-        cache_read_tokens=int_of(field_of(u, "input_tokens_details"), "cached_tokens"),
+        cache_read_tokens=int_of(details, "cached_tokens"),
+        cache_write_tokens=int_of(details, "cache_write_tokens"),
         reasoning_tokens=int_of(field_of(u, "output_tokens_details"), "reasoning_tokens"),
     )
 

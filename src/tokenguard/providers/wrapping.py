@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import inspect
 import json
+import logging
 import sys
 from collections.abc import AsyncIterator, Iterator, Mapping
 from contextvars import ContextVar
@@ -40,6 +41,8 @@ if TYPE_CHECKING:
     from ..guard import Call, Guard
 
 __all__ = ["wrap_client"]
+
+log = logging.getLogger("tokenguard")
 
 ClientT = TypeVar("ClientT")
 
@@ -240,8 +243,21 @@ def _observe(kit: _Kit, call: Call, result: Any, hide_usage: bool) -> Any:
         return _govern_stream(kit, call, result, hide_usage)
     if isinstance(result, kit.raw_types):
         return _govern_raw(kit, call, result, hide_usage)
-    call.settle(kit.adapter.result(call.req.api, result), "ok")
+    try:
+        info = kit.adapter.result(call.req.api, result)
+    except Exception:  # an unexpected response shape must not break the caller's call
+        log.exception("tokenguard could not read usage from a %s response; usage is estimated", call.req.api)
+        info = CallResult()
+    call.settle(info, "ok")
     return result
+
+
+def _feed(acc: StreamAccumulator, item: Any) -> bool:
+    try:
+        return acc.feed(item)
+    except Exception:  # an unexpected event shape must not break the caller's stream
+        log.exception("tokenguard could not read a stream event; the call's usage may be estimated")
+        return True
 
 
 class _StreamWatch:
@@ -287,7 +303,7 @@ def _iterate(inner: Iterator[Any], watch: _StreamWatch) -> Iterator[Any]:
                 watch.pulling = False
             if call.first_chunk_at is None:
                 call.chunk()
-            if acc.feed(item):
+            if _feed(acc, item):
                 yield item
     except GeneratorExit:
         watch.finish()
@@ -314,7 +330,7 @@ async def _aiterate(inner: AsyncIterator[Any], watch: _StreamWatch) -> AsyncIter
                 watch.pulling = False
             if call.first_chunk_at is None:
                 call.chunk()
-            if acc.feed(item):
+            if _feed(acc, item):
                 yield item
     except GeneratorExit:
         watch.finish()
