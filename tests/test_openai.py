@@ -350,3 +350,46 @@ def test_api_key_never_in_records_or_spans(openai_client, guard, otel):
     [r] = records(guard)
     assert API_KEY_FRAGMENT not in r.model_dump_json()
     assert all(API_KEY_FRAGMENT not in s.to_json() for s in otel.finished())
+
+
+def test_unknown_price_can_be_refused_before_sending(fake_llm, otel):
+    guard = tg.Guard(tracer_provider=otel.tracer_provider, meter_provider=otel.meter_provider, on_unknown_price="block")
+    client = guard.wrap(openai.OpenAI(base_url=fake_llm.openai_base_url, api_key="k", max_retries=0))
+    with pytest.raises(tg.PolicyViolation, match=r"no price is known for openai model 'my-llm'.*tg\.Price"):
+        client.chat.completions.create(model="my-llm", messages=MSG)
+    assert fake_llm.requests == []  # never sent
+    [r] = records(guard)
+    assert (r.status, r.cost_usd, r.decisions, r.error_type) == ("blocked", Decimal(0), ("price:unknown",), None)
+    assert not isinstance(tg.PolicyViolation("x"), openai.OpenAIError)
+    [span] = otel.finished()
+    assert span.attributes["tokenguard.status"] == "blocked"
+    client.chat.completions.create(model="gpt-4o-mini", messages=MSG)  # priced models go through
+
+
+async def test_async_stream_exception_and_with_block(async_openai_client, guard, fake_llm):
+    fake_llm.fail_stream_after(3)
+    with pytest.raises(openai.APIError):
+        stream = await async_openai_client.chat.completions.create(model="gpt-4o-mini", messages=MSG, stream=True)
+        async for _ in stream:
+            pass
+    stream = await async_openai_client.chat.completions.create(model="gpt-4o-mini", messages=MSG, stream=True)
+    async with stream:
+        async for _ in stream:
+            break
+    assert [r.status for r in guard.records()] == ["error", "cancelled"]
+
+
+def test_records_filters(openai_client, guard):
+    from datetime import datetime, timedelta, timezone
+
+    before = datetime.now(timezone.utc)
+    with tg.tags(team="a"):
+        openai_client.chat.completions.create(model="gpt-4o-mini", messages=MSG)
+    openai_client.embeddings.create(model="text-embedding-3-small", input="x")
+    after = datetime.now(timezone.utc) + timedelta(seconds=1)
+    assert len(list(guard.records(since=before, until=after))) == 2
+    assert list(guard.records(until=before)) == []
+    assert [r.api for r in guard.records(model="text-embedding-3-small")] == ["embeddings"]
+    assert [r.api for r in guard.records(tags={"team": "a"}, status="ok")] == ["chat.completions"]
+    with pytest.raises(ValueError, match="timezone-aware"):
+        list(guard.records(since=datetime.now()))  # noqa: DTZ005

@@ -48,6 +48,7 @@ class _PolicyFile(BaseModel):
     on_store_error: Literal["open", "closed"] = "open"
     capture_content: bool = False
     telemetry: bool = True
+    on_unknown_price: Literal["warn", "block"] = "warn"
     metric_tags: list[str] = Field(default_factory=lambda: ["team", "app"])
     prices: dict[str, _PriceTable] = Field(default_factory=dict)
 
@@ -96,6 +97,7 @@ def load_guard_kwargs(path: Path) -> dict[str, Any]:
         "on_store_error": policy.on_store_error,
         "capture_content": policy.capture_content,
         "telemetry": policy.telemetry,
+        "on_unknown_price": policy.on_unknown_price,
         "metric_tags": tuple(policy.metric_tags),
         "prices": prices,
     }

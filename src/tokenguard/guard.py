@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from .context import Task, _tags_var, _task_var
-from .errors import ConfigError
+from .errors import ConfigError, PolicyViolation
 from .periods import window
 from .pricing import Price, PriceBook, Rates, Usage
 from .providers.base import CallRequest, CallResult
@@ -46,6 +46,7 @@ log = logging.getLogger("tokenguard")
 
 ClientT = TypeVar("ClientT")
 StoreErrorPolicy = Literal["open", "closed"]
+UnknownPricePolicy = Literal["warn", "block"]
 
 
 def _new_id() -> str:
@@ -126,6 +127,9 @@ class Guard:
     * ``capture_content``: put prompt and completion text on spans (off by default).
     * ``metric_tags``: tag keys that become metric attributes (keep them low-cardinality).
     * ``telemetry``: ``False`` turns spans and metrics off entirely.
+    * ``on_unknown_price``: for a model with no known price, ``"warn"`` (record it with
+      ``cost_usd=None`` and log a warning once per model) or ``"block"`` (refuse it before sending
+      with :class:`~tokenguard.PolicyViolation`).
     """
 
     def __init__(
@@ -139,9 +143,13 @@ class Guard:
         capture_content: bool = False,
         metric_tags: Sequence[str] = ("team", "app"),
         telemetry: bool = True,
+        on_unknown_price: UnknownPricePolicy = "warn",
     ) -> None:
         if on_store_error not in ("open", "closed"):
             raise ConfigError(f"on_store_error must be 'open' or 'closed', got {on_store_error!r}")
+        if on_unknown_price not in ("warn", "block"):
+            raise ConfigError(f"on_unknown_price must be 'warn' or 'block', got {on_unknown_price!r}")
+        self.on_unknown_price: UnknownPricePolicy = on_unknown_price
         if isinstance(metric_tags, str) or not all(isinstance(k, str) for k in metric_tags):
             raise ConfigError(f"metric_tags must be a sequence of tag keys, got {metric_tags!r}")
         self.store = open_store(store)
@@ -196,7 +204,22 @@ class Guard:
             call.span = self.telemetry.start_span(req, server)
         except Exception:  # tokenguard's own failure must not stop the user's call
             log.exception("tokenguard could not prepare a %s call; it goes on ungoverned by estimates", req.api)
+        if call.rates is None and self.on_unknown_price == "block":
+            self._refuse_unpriced(call)
         return call
+
+    def _refuse_unpriced(self, call: Call) -> None:
+        model = call.req.model
+        error = PolicyViolation(
+            f"no price is known for {call.req.provider} model {model!r}, and this Guard refuses unpriced calls "
+            f"(on_unknown_price='block'). The request was not sent. Add a price with "
+            f"Guard(prices={{{model!r}: tg.Price(input_mtok=..., output_mtok=...)}}) or "
+            f'[prices."{model}"] in tokenguard.toml, or use on_unknown_price="warn".'
+        )
+        call.decisions.append("price:unknown")
+        self._warn_unpriced(call.req.provider, model)
+        call.settle(None, "blocked")
+        raise error
 
     def _estimate(self, call: Call) -> None:
         """Step 4: an upper bound of the call's cost (input bound + the most output it allows)."""
@@ -241,7 +264,7 @@ class Guard:
 
         cost: Decimal | None
         if status == "blocked":
-            cost = Decimal(0)
+            cost = Decimal(0)  # a refused call spends nothing
         else:
             rates = call.rates
             if response_model and response_model != req.model:
