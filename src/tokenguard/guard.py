@@ -16,7 +16,6 @@ import logging
 import os
 import threading
 import time
-import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime, timezone
 from decimal import Decimal
@@ -50,7 +49,7 @@ UnknownPricePolicy = Literal["warn", "block"]
 
 
 def _new_id() -> str:
-    return uuid.uuid4().hex
+    return os.urandom(16).hex()
 
 
 class Call:
@@ -280,7 +279,7 @@ class Guard:
                 cost = rates.cost(usage)
 
         task = call.task
-        record = CallRecord.model_construct(
+        record = CallRecord(
             id=_new_id(),
             time=call.started,
             latency_s=latency,

@@ -188,6 +188,7 @@ class _Entry:
     rates: Rates | None
     model: ModelInfo | None = None
     context: dict[str, str] | None = field(default=None)
+    minute: int = -1
 
 
 class PriceBook:
@@ -225,8 +226,13 @@ class PriceBook:
             self._cache[key] = entry
         if entry.model is None:
             return entry.rates
-        # A price that changes over time (a new price from a date, off-peak hours): resolve per call.
-        return _rates_from_genai(entry.model.get_prices(when, entry.context))
+        # A price that changes over time (a new price from a date, off-peak hours): resolve it for
+        # the call's minute, the finest grain at which vendors change prices.
+        minute = int(when.timestamp()) // 60
+        if entry.minute != minute:
+            entry.rates = _rates_from_genai(entry.model.get_prices(when, entry.context))
+            entry.minute = minute
+        return entry.rates
 
     def _resolve(self, provider: str, model: str, service_tier: str | None) -> _Entry:
         override = self.overrides.get(model)
