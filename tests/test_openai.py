@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import json
 from decimal import Decimal
 
 import openai
@@ -337,12 +338,18 @@ def test_capture_content_is_opt_in(fake_llm, otel):
     client = guard.wrap(openai.OpenAI(base_url=fake_llm.openai_base_url, api_key="k", max_retries=0))
     client.chat.completions.create(model="gpt-4o-mini", messages=MSG)
     [span] = otel.finished()
-    import json
 
     messages = json.loads(span.attributes["gen_ai.input.messages"])
     assert messages == [{"role": "user", "parts": [{"type": "text", "content": MSG[0]["content"]}]}]
     output = json.loads(span.attributes["gen_ai.output.messages"])
     assert output[0]["role"] == "assistant" and output[0]["parts"][0]["content"]
+    text = "".join(
+        c.choices[0].delta.content or ""
+        for c in client.chat.completions.create(model="gpt-4o-mini", messages=MSG, stream=True)
+    )
+    streamed = json.loads(otel.finished()[1].attributes["gen_ai.output.messages"])
+    assert streamed[0]["parts"][0]["content"] == text
+    assert streamed[0]["finish_reason"] == "stop"
 
 
 def test_api_key_never_in_records_or_spans(openai_client, guard, otel):

@@ -32,22 +32,23 @@ class _MessagesStream:
 
     __slots__ = ("complete", "finish", "model", "n", "rid", "texts", "usage")
 
-    def __init__(self) -> None:
+    def __init__(self, capture: bool) -> None:
         self.complete = False
         self.usage: Usage | None = None
         self.model: str | None = None
         self.rid: str | None = None
         self.finish: list[str] = []
-        self.texts: list[str] = []
+        self.texts: list[str] | None = [] if capture else None
         self.n = 0
 
     def feed(self, event: Any) -> bool:
         kind = event.type
         if kind == "content_block_delta":
             self.n += 1
-            text = getattr(event.delta, "text", None)
-            if text:
-                self.texts.append(text)
+            if self.texts is not None:
+                text = getattr(event.delta, "text", None)
+                if text:
+                    self.texts.append(text)
         elif kind == "message_start":
             message = event.message
             self.model, self.rid = message.model, message.id
@@ -84,7 +85,7 @@ class _MessagesStream:
             response_model=self.model,
             response_id=self.rid,
             finish_reasons=tuple(self.finish),
-            output_text=self.texts,
+            output_text=self.texts or [],
             output_chunks=self.n,
         )
 
@@ -123,8 +124,8 @@ class AnthropicAdapter:
             output_text=[t for block in content if (t := field_of(block, "text"))],
         )
 
-    def accumulator(self, api: str, hide_usage: bool) -> _MessagesStream:
-        return _MessagesStream()
+    def accumulator(self, api: str, hide_usage: bool, capture: bool) -> _MessagesStream:
+        return _MessagesStream(capture)
 
     def input_texts(self, api: str, body: Mapping[str, Any]) -> Iterator[str]:
         yield from text_parts(body.get("system"))

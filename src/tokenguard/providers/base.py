@@ -93,8 +93,8 @@ class Adapter(Protocol):
         """Step 7 for a complete (non-streamed) response: a parsed SDK model or its JSON dict."""
         ...
 
-    def accumulator(self, api: str, hide_usage: bool) -> StreamAccumulator:
-        """Step 7 for a stream."""
+    def accumulator(self, api: str, hide_usage: bool, capture: bool) -> StreamAccumulator:
+        """Step 7 for a stream; ``capture`` keeps the output text (only for captured content)."""
         ...
 
     def input_texts(self, api: str, body: Mapping[str, Any]) -> Iterator[str]:

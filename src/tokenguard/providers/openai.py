@@ -68,7 +68,7 @@ class _ChatStream:
 
     __slots__ = ("complete", "finish", "hide_usage", "model", "n", "rid", "texts", "tier", "usage")
 
-    def __init__(self, hide_usage: bool) -> None:
+    def __init__(self, hide_usage: bool, capture: bool) -> None:
         self.hide_usage = hide_usage
         self.complete = False
         self.usage: Usage | None = None
@@ -76,7 +76,7 @@ class _ChatStream:
         self.rid: str | None = None
         self.tier: str | None = None
         self.finish: list[str] = []
-        self.texts: list[str] = []
+        self.texts: list[str] | None = [] if capture else None
         self.n = 0
 
     def feed(self, chunk: Any) -> bool:
@@ -89,7 +89,7 @@ class _ChatStream:
                 delta = choice.delta
                 if delta is not None and (delta.content or delta.tool_calls or getattr(delta, "refusal", None)):
                     self.n += 1
-                    if delta.content:
+                    if self.texts is not None and delta.content:
                         self.texts.append(delta.content)
                 if choice.finish_reason:
                     self.finish.append(choice.finish_reason)
@@ -107,7 +107,7 @@ class _ChatStream:
             response_id=self.rid,
             finish_reasons=tuple(self.finish),
             service_tier=self.tier,
-            output_text=self.texts,
+            output_text=self.texts or [],
             output_chunks=self.n,
         )
 
@@ -120,19 +120,20 @@ class _ResponsesStream:
 
     _FINAL = frozenset({"response.completed", "response.incomplete", "response.failed"})
 
-    def __init__(self) -> None:
+    def __init__(self, capture: bool) -> None:
         self.complete = False
         self.final: CallResult | None = None
         self.model: str | None = None
         self.rid: str | None = None
-        self.texts: list[str] = []
+        self.texts: list[str] | None = [] if capture else None
         self.n = 0
 
     def feed(self, event: Any) -> bool:
         kind = event.type
         if kind == "response.output_text.delta":
             self.n += 1
-            self.texts.append(event.delta)
+            if self.texts is not None:
+                self.texts.append(event.delta)
         elif kind == "response.created":
             self.model, self.rid = event.response.model, event.response.id
         elif kind in self._FINAL:
@@ -144,7 +145,9 @@ class _ResponsesStream:
         if self.final is not None:
             self.final.output_chunks = self.n
             return self.final
-        return CallResult(response_model=self.model, response_id=self.rid, output_text=self.texts, output_chunks=self.n)
+        return CallResult(
+            response_model=self.model, response_id=self.rid, output_text=self.texts or [], output_chunks=self.n
+        )
 
 
 class OpenAIAdapter:
@@ -199,8 +202,8 @@ class OpenAIAdapter:
             output_text=[t for c in choices if (t := field_of(field_of(c, "message"), "content"))],
         )
 
-    def accumulator(self, api: str, hide_usage: bool) -> _ChatStream | _ResponsesStream:
-        return _ResponsesStream() if api == "responses" else _ChatStream(hide_usage)
+    def accumulator(self, api: str, hide_usage: bool, capture: bool) -> _ChatStream | _ResponsesStream:
+        return _ResponsesStream(capture) if api == "responses" else _ChatStream(hide_usage, capture)
 
     def input_texts(self, api: str, body: Mapping[str, Any]) -> Iterator[str]:
         if api == "embeddings":

@@ -345,7 +345,8 @@ async def _aiterate(inner: AsyncIterator[Any], watch: _StreamWatch) -> AsyncIter
 
 def _govern_stream(kit: _Kit, call: Call, stream: Any, hide_usage: bool) -> Any:
     """Wrap a vendor ``Stream``/``AsyncStream`` in place; it keeps its class and methods."""
-    watch = _StreamWatch(call, kit.adapter.accumulator(call.req.api, hide_usage))
+    capture = call.guard.telemetry.capture_content
+    watch = _StreamWatch(call, kit.adapter.accumulator(call.req.api, hide_usage, capture))
     inner = stream._iterator
     response = stream.response
     if kit.is_async:
