@@ -13,7 +13,7 @@ import re
 from typing import Any
 
 _ROLE = re.compile(r":(?:py:)?(?:class|meth|func|mod|attr|exc|data|obj):<code>(~?)([A-Za-z_][\w.]*)(\(\))?</code>")
-_LITERAL_MARKER = re.compile(r"(\w)::</p>")
+_LITERAL_MARKER = re.compile(r"(\S)::</p>")
 
 
 def _identifier(name: str, page_uri: str) -> str:
