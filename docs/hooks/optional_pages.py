@@ -17,9 +17,7 @@ def on_config(config: Any, **kwargs: Any) -> Any:
     nav = config.get("nav")
     if not nav:
         return config
-    listed = {
-        value for entry in nav if isinstance(entry, dict) for value in entry.values() if isinstance(value, str)
-    }
+    listed = {value for entry in nav if isinstance(entry, dict) for value in entry.values() if isinstance(value, str)}
     for title, page, after in OPTIONAL_PAGES:
         if page in listed or not (Path(config["docs_dir"]) / page).is_file():
             continue
