@@ -175,3 +175,24 @@ def test_default_guard_records_tasks_and_wraps(fake_llm):
         client.chat.completions.create(model="gpt-4o-mini", messages=MSG)
     assert [x.id for x in guard.tasks()] == [t.id]
     assert next(guard.records()).task_id == t.id
+
+
+def test_task_runs_once(guard):
+    task = tg.task("once", guard=guard)
+    with task:
+        with pytest.raises(RuntimeError, match="is already running"), task:
+            pass
+    with pytest.raises(RuntimeError, match="has finished"), task:
+        pass
+
+
+def test_configure_accepts_a_guard(tmp_path):
+    (tmp_path / "tg.toml").write_text('on_store_error = "closed"\n')
+    guard = tg.Guard.from_file(tmp_path / "tg.toml", telemetry=False)
+    assert tg.configure(guard) is guard
+    from tokenguard.guard import default_guard
+
+    assert default_guard() is guard
+    assert guard.on_store_error == "closed"
+    with pytest.raises(TypeError, match="not both"):
+        tg.configure(guard, telemetry=False)

@@ -400,3 +400,25 @@ def test_records_filters(openai_client, guard):
     assert [r.api for r in guard.records(tags={"team": "a"}, status="ok")] == ["chat.completions"]
     with pytest.raises(ValueError, match="timezone-aware"):
         list(guard.records(since=datetime.now()))  # noqa: DTZ005
+
+
+def test_raw_stream_dropped_unparsed_is_still_recorded(openai_client, guard, fake_llm):
+    raw = openai_client.chat.completions.with_raw_response.create(model="gpt-4o-mini", messages=MSG, stream=True)
+    assert len(fake_llm.requests) == 1
+    del raw
+    [r] = records(guard)
+    assert r.usage_estimated
+    assert r.input_tokens > 0
+
+
+def test_stream_cut_after_chunks_counts_what_arrived(openai_client, guard, fake_llm):
+    fake_llm.fail_stream_after(6)
+    received = 0
+    with pytest.raises(openai.APIError):
+        for _ in openai_client.chat.completions.create(model="gpt-4o-mini", messages=MSG, stream=True):
+            received += 1
+    [r] = records(guard)
+    assert r.status == "error"
+    assert r.usage_estimated
+    assert r.output_tokens > 0
+    assert r.cost_usd > 0

@@ -107,3 +107,18 @@ def test_config_error_is_value_error():
         tg.Guard(store="postgres-ish")
     with pytest.raises(tg.ConfigError, match="on_store_error"):
         tg.Guard(on_store_error="maybe")  # type: ignore[arg-type]
+
+
+def test_override_for_requested_name_wins_over_list_price_of_snapshot():
+    # OpenAI answers a `gpt-4o` request as `gpt-4o-2024-08-06`: a negotiated rate keyed on the name
+    # the application calls must still apply.
+    book = PriceBook({"gpt-4o": tg.Price(input_mtok=1, output_mtok=1)})
+    rates = book.rates("openai", "gpt-4o-2024-08-06", NOW, requested="gpt-4o")
+    assert rates is not None
+    assert rates.source == "override"
+    listed = PriceBook().rates("openai", "gpt-4o-2024-08-06", NOW, requested="gpt-4o")
+    assert listed is not None
+    assert listed.source == "genai-prices"
+    # an unknown dated name falls back to the requested model's list price
+    fallback = PriceBook().rates("openai", "gpt-4o-mini-2099-01-01-custom", NOW, requested="gpt-4o-mini")
+    assert fallback is not None

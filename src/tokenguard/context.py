@@ -202,8 +202,9 @@ class Task(_Scope):
         self.guard.review(self.id, accepted=accepted, edit_distance=edit_distance, reviewer=reviewer)
 
     def __enter__(self) -> Task:
-        if self._tokens is not None:
-            raise RuntimeError(f"task {self.name!r} is already running; create a new tg.task(...) instead")
+        if self.started_at is not None:
+            state = "is already running" if self._tokens is not None else "has finished"
+            raise RuntimeError(f"task {self.name!r} {state}: a task runs once; create a new tg.task(...) instead")
         self.tags = validate_tags(self._new_tags, _tags_var.get())
         self.guard._start_task(self)  # resolve the recording guard now, not when the block ends
         self.started_at = datetime.now(timezone.utc)
@@ -216,6 +217,7 @@ class Task(_Scope):
     ) -> None:
         assert self._tokens is not None
         task_token, tags_token = self._tokens
+        self._tokens = None
         _tags_var.reset(tags_token)
         _task_var.reset(task_token)
         if self._mark is None and exc_type is not None:

@@ -168,12 +168,15 @@ class Guard:
         threading.Thread(target=self.prices.load, name="tokenguard-prices", daemon=True).start()
 
     @classmethod
-    def from_file(cls, path: str | os.PathLike[str]) -> Guard:
-        """Build a Guard from a TOML policy file (see :mod:`tokenguard.config`)."""
+    def from_file(cls, path: str | os.PathLike[str], **overrides: Any) -> Guard:
+        """Build a Guard from a TOML policy file (see :mod:`tokenguard.config`).
+
+        Keyword ``overrides`` are ``Guard(...)`` arguments that win over the file's, for what a file
+        cannot hold (e.g. ``tracer_provider=``)."""
         from .config import load_guard_kwargs
 
         path = Path(path)
-        kwargs = load_guard_kwargs(path)
+        kwargs = {**load_guard_kwargs(path), **overrides}
         try:
             return cls(**kwargs)
         except ConfigError as exc:
@@ -251,8 +254,9 @@ class Guard:
         usage = result.usage if result is not None else None
         estimated = False
         if usage is None:
-            if status == "cancelled" or (status == "ok" and result is not None):
-                # The vendor sent no usage: the prompt was received, and what streamed is output.
+            if status == "cancelled" or (result is not None and (status == "ok" or result.output_chunks)):
+                # The vendor sent no usage but got the prompt (an abandoned stream, or one cut by an
+                # error after chunks arrived): estimate the input, count what streamed as output.
                 usage = Usage(input_tokens=call.input_point, output_tokens=result.output_chunks if result else 0)
                 estimated = True
             else:
@@ -266,11 +270,11 @@ class Guard:
             cost = Decimal(0)  # a refused call spends nothing
         else:
             rates = call.rates
-            if response_model and response_model != req.model:
-                tier = result.service_tier if result is not None else None
-                rates = self.prices.rates(req.provider, response_model, call.started, tier) or rates
-            elif result is not None and result.service_tier and rates is not None:
-                rates = self.prices.rates(req.provider, req.model, call.started, result.service_tier) or rates
+            tier = result.service_tier if result is not None else None
+            if (response_model and response_model != req.model) or tier:
+                rates = self.prices.rates(
+                    req.provider, response_model or req.model, call.started, tier, requested=req.model
+                )
             if rates is None:
                 cost = None
                 decisions.append("price:unknown")
@@ -330,12 +334,18 @@ class Guard:
         key = f"{provider}:{model}"
         if key not in self._unpriced_warned:
             self._unpriced_warned.add(key)
+            outcome = (
+                "its calls are refused (on_unknown_price='block')"
+                if self.on_unknown_price == "block"
+                else "its calls are recorded with cost_usd=None"
+            )
             log.warning(
-                "tokenguard has no price for %s model %r: its calls are recorded with cost_usd=None. "
+                "tokenguard has no price for %s model %r: %s. "
                 "Add one with Guard(prices={%r: tg.Price(input_mtok=..., output_mtok=...)}) "
                 'or [prices."%s"] in tokenguard.toml.',
                 provider,
                 model,
+                outcome,
                 model,
                 model,
             )
@@ -465,10 +475,15 @@ _default: Guard | None = None
 _default_lock = threading.Lock()
 
 
-def configure(**kwargs: Any) -> Guard:
-    """Set the process-wide default Guard (built from ``Guard(**kwargs)``) and return it."""
+def configure(guard: Guard | None = None, /, **kwargs: Any) -> Guard:
+    """Set the process-wide default Guard and return it: ``guard`` itself (e.g. one built with
+    :meth:`Guard.from_file`), or ``Guard(**kwargs)``."""
     global _default
-    guard = Guard(**kwargs)
+    if guard is not None and kwargs:
+        raise TypeError("configure() takes a Guard or Guard(...) keyword arguments, not both")
+    if guard is not None and not isinstance(guard, Guard):
+        raise TypeError(f"configure() takes a tg.Guard, got {type(guard).__name__}")
+    guard = guard if guard is not None else Guard(**kwargs)
     with _default_lock:
         _default = guard
     return guard

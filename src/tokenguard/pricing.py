@@ -6,7 +6,8 @@ network by tokenguard) and from the user's overrides, which win. A price is reso
 
 Precedence, first match wins:
 
-1. an override for the model that bills (the response model), then for the requested model;
+1. an override for the model that bills (the response model, e.g. ``gpt-4o-2024-08-06``), then
+   for the requested model (``gpt-4o``): an override keyed on the name you call wins;
 2. genai-prices for the response model, then for the requested model (with its alias matching,
    historic prices by request time, long-context tiers and service-tier variants).
 
@@ -19,7 +20,7 @@ import logging
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
 
@@ -217,13 +218,25 @@ class PriceBook:
 
                     self._snapshot = data_snapshot.get_snapshot()
 
-    def rates(self, provider: str, model: str, when: datetime, service_tier: str | None = None) -> Rates | None:
-        """The rates for ``model`` at time ``when``, or ``None`` when the price is unknown."""
-        key = (provider, model, service_tier)
+    def rates(
+        self,
+        provider: str,
+        model: str,
+        when: datetime,
+        service_tier: str | None = None,
+        *,
+        requested: str | None = None,
+    ) -> Rates | None:
+        """The rates for ``model`` (the one that bills) at time ``when``, or ``None`` when unknown.
+
+        ``requested`` is the model the call asked for, tried after ``model`` at each level of the
+        precedence: an override for either name wins over genai-prices for either.
+        """
+        key = (provider, model, requested, service_tier)
         entry = self._cache.get(key)
         if entry is None:
-            entry = self._resolve(provider, model, service_tier)
-            self._cache[key] = entry
+            names = (model,) if requested is None or requested == model else (model, requested)
+            entry = self._cache[key] = self._resolve(provider, names, service_tier)
         if entry.model is None:
             return entry.rates
         # A price that changes over time (a new price from a date, off-peak hours): resolve it for
@@ -234,24 +247,25 @@ class PriceBook:
             entry.minute = minute
         return entry.rates
 
-    def _resolve(self, provider: str, model: str, service_tier: str | None) -> _Entry:
-        override = self.overrides.get(model)
-        if override is None:
-            override = self.overrides.get(model.lower())
-        if override is not None:
-            return _Entry(_rates_from_price(override, "override"))
+    def _resolve(self, provider: str, names: tuple[str, ...], service_tier: str | None) -> _Entry:
+        for name in names:
+            override = self.overrides.get(name) or self.overrides.get(name.lower())
+            if override is not None:
+                return _Entry(_rates_from_price(override, "override"))
         self.load()
-        try:
-            _, info = self._snapshot.find_provider_model(model, None, provider, None)
-        except LookupError:
-            return _Entry(None)
-        context = {"service_tier": service_tier} if service_tier else None
-        time_dependent = isinstance(info.prices, list) or bool(
-            context and any(v.constraint is not None for v in info.price_variants or ())
-        )
-        if time_dependent:
-            return _Entry(None, model=info, context=context)
-        return _Entry(_rates_from_genai(info.get_prices(datetime.now(), context)))
+        for name in names:
+            try:
+                _, info = self._snapshot.find_provider_model(name, None, provider, None)
+            except LookupError:
+                continue
+            context = {"service_tier": service_tier} if service_tier else None
+            time_dependent = isinstance(info.prices, list) or bool(
+                context and any(v.constraint is not None for v in info.price_variants or ())
+            )
+            if time_dependent:
+                return _Entry(None, model=info, context=context)
+            return _Entry(_rates_from_genai(info.get_prices(datetime.now(timezone.utc), context)))
+        return _Entry(None)
 
     def context_window(self, provider: str, model: str) -> int | None:
         """The model's context window from genai-prices, when known (a bound for output tokens)."""

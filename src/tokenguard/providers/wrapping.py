@@ -25,6 +25,7 @@ import inspect
 import json
 import logging
 import sys
+import weakref
 from collections.abc import AsyncIterator, Iterator, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -404,6 +405,9 @@ def _govern_raw(kit: _Kit, call: Call, raw: Any, hide_usage: bool) -> Any:
     def settle_unparsed() -> None:
         if not call.settled and not streams and not reading:
             call.settle(_result_from_body(adapter, api, http_response), "ok")
+
+    # A raw response dropped without being parsed, read or closed still settles (usage estimated).
+    weakref.finalize(raw, settle_unparsed)
 
     original_parse = raw.parse
     if inspect.iscoroutinefunction(original_parse):
