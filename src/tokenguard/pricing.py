@@ -204,7 +204,7 @@ class PriceBook:
         self.overrides: dict[str, Price] = {
             str(model): Price.coerce(str(model), value) for model, value in (overrides or {}).items()
         }
-        self._cache: dict[tuple[str, str, str | None], _Entry] = {}
+        self._cache: dict[tuple[str, str, str | None, str | None], _Entry] = {}
         self._windows: dict[tuple[str, str], int | None] = {}
         self._lock = threading.Lock()
         self._snapshot: Any = None
