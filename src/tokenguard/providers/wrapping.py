@@ -253,14 +253,6 @@ def _observe(kit: _Kit, call: Call, result: Any, hide_usage: bool) -> Any:
     return result
 
 
-def _feed(acc: StreamAccumulator, item: Any) -> bool:
-    try:
-        return acc.feed(item)
-    except Exception:  # an unexpected event shape must not break the caller's stream
-        log.exception("tokenguard could not read a stream event; the call's usage may be estimated")
-        return True
-
-
 class _StreamWatch:
     """The settlement state of one stream, shared by its iterator wrapper and its close hook."""
 
@@ -270,6 +262,17 @@ class _StreamWatch:
         self.call = call
         self.acc = acc
         self.pulling = False
+
+    def item(self, item: Any) -> bool:
+        """Observe one event; whether the user gets it (an injected usage chunk is kept back)."""
+        call = self.call
+        if call.first_chunk_at is None:
+            call.chunk()
+        try:
+            return self.acc.feed(item)
+        except Exception:  # an unexpected event shape must not break the caller's stream
+            log.exception("tokenguard could not read a stream event; the call's usage may be estimated")
+            return True
 
     def finish(self, status: str = "", error: BaseException | None = None) -> None:
         if not self.call.settled:
@@ -290,8 +293,10 @@ class _StreamWatch:
                 self.finish()
 
 
+# The sync and async iterator wrappers are twins: a generator body cannot serve both.
+
+
 def _iterate(inner: Iterator[Any], watch: _StreamWatch) -> Iterator[Any]:
-    acc, call = watch.acc, watch.call
     try:
         while True:
             watch.pulling = True
@@ -302,9 +307,7 @@ def _iterate(inner: Iterator[Any], watch: _StreamWatch) -> Iterator[Any]:
                 return
             finally:
                 watch.pulling = False
-            if call.first_chunk_at is None:
-                call.chunk()
-            if _feed(acc, item):
+            if watch.item(item):
                 yield item
     except GeneratorExit:
         watch.finish()
@@ -318,7 +321,6 @@ def _iterate(inner: Iterator[Any], watch: _StreamWatch) -> Iterator[Any]:
 
 
 async def _aiterate(inner: AsyncIterator[Any], watch: _StreamWatch) -> AsyncIterator[Any]:
-    acc, call = watch.acc, watch.call
     try:
         while True:
             watch.pulling = True
@@ -329,9 +331,7 @@ async def _aiterate(inner: AsyncIterator[Any], watch: _StreamWatch) -> AsyncIter
                 return
             finally:
                 watch.pulling = False
-            if call.first_chunk_at is None:
-                call.chunk()
-            if _feed(acc, item):
+            if watch.item(item):
                 yield item
     except GeneratorExit:
         watch.finish()
