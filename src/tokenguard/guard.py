@@ -283,31 +283,33 @@ class Guard:
                 cost = rates.cost(usage)
 
         task = call.task
-        record = CallRecord(
-            id=_new_id(),
-            time=call.started,
-            latency_s=latency,
-            provider=req.provider,
-            operation=req.operation,
-            api=req.api,
-            request_model=req.model,
-            response_model=response_model,
-            stream=req.stream,
-            response_id=result.response_id if result is not None else None,
-            input_tokens=usage.input_tokens,
-            output_tokens=usage.output_tokens,
-            cache_read_tokens=usage.cache_read_tokens,
-            cache_write_tokens=usage.cache_write_tokens,
-            reasoning_tokens=usage.reasoning_tokens,
-            usage_estimated=estimated,
-            cost_usd=cost,
-            estimated_cost_usd=call.estimate,
-            tags=dict(call.tags),
-            task_id=task.id if task is not None else None,
-            task_name=task.name if task is not None else None,
-            status=status,
-            error_type=type(error).__name__ if error is not None else None,
-            decisions=tuple(decisions),
+        record = CallRecord._trusted(
+            {
+                "id": _new_id(),
+                "time": call.started,
+                "latency_s": latency,
+                "provider": req.provider,
+                "operation": req.operation,
+                "api": req.api,
+                "request_model": req.model,
+                "response_model": response_model,
+                "stream": req.stream,
+                "response_id": result.response_id if result is not None else None,
+                "input_tokens": usage.input_tokens,
+                "output_tokens": usage.output_tokens,
+                "cache_read_tokens": usage.cache_read_tokens,
+                "cache_write_tokens": usage.cache_write_tokens,
+                "reasoning_tokens": usage.reasoning_tokens,
+                "usage_estimated": estimated,
+                "cost_usd": cost,
+                "estimated_cost_usd": call.estimate,
+                "tags": dict(call.tags),
+                "task_id": task.id if task is not None else None,
+                "task_name": task.name if task is not None else None,
+                "status": status,
+                "error_type": type(error).__name__ if error is not None else None,
+                "decisions": tuple(decisions),
+            }
         )
         self._write(record)
         if call.span is not None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import datetime
 from decimal import Decimal
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -48,6 +48,21 @@ class CallRecord(BaseModel):
     status: CallStatus = "ok"
     error_type: str | None = None
     decisions: tuple[str, ...] = ()
+
+    @classmethod
+    def _trusted(cls, values: dict[str, Any]) -> CallRecord:
+        """Build a record from values tokenguard produced itself, with every field set and of the
+        right type, skipping validation (on the per-call hot path). ``model_construct`` does the
+        same work but resolves defaults per field, which costs more than validating."""
+        record = cls.__new__(cls)
+        object.__setattr__(record, "__dict__", values)
+        object.__setattr__(record, "__pydantic_fields_set__", _CALL_FIELDS)
+        object.__setattr__(record, "__pydantic_extra__", None)
+        object.__setattr__(record, "__pydantic_private__", None)
+        return record
+
+
+_CALL_FIELDS = frozenset(CallRecord.model_fields)
 
 
 Outcome = Literal["succeeded", "failed", "unknown"]

@@ -7,7 +7,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from ..pricing import Usage
-from .base import CallRequest, CallResult, field_of, int_of, otel_message, text_parts
+from .base import CallRequest, CallResult, count, otel_message, text_parts
 
 __all__ = ["AnthropicAdapter"]
 
@@ -15,14 +15,14 @@ __all__ = ["AnthropicAdapter"]
 def _usage(u: Any, output_tokens: int | None = None) -> Usage:
     # Anthropic reports uncached input, cache reads and cache writes apart; the OpenTelemetry
     # convention (and our ledger) counts all three as input.
-    read = int_of(u, "cache_read_input_tokens")
-    write = int_of(u, "cache_creation_input_tokens")
+    read = count(u, "cache_read_input_tokens")
+    write = count(u, "cache_creation_input_tokens")
     return Usage(
-        input_tokens=int_of(u, "input_tokens") + read + write,
-        output_tokens=int_of(u, "output_tokens") if output_tokens is None else output_tokens,
+        input_tokens=count(u, "input_tokens") + read + write,
+        output_tokens=count(u, "output_tokens") if output_tokens is None else output_tokens,
         cache_read_tokens=read,
         cache_write_tokens=write,
-        reasoning_tokens=int_of(field_of(u, "output_tokens_details"), "thinking_tokens"),
+        reasoning_tokens=count(getattr(u, "output_tokens_details", None), "thinking_tokens"),
     )
 
 
@@ -114,14 +114,14 @@ class AnthropicAdapter:
         return body, False  # Anthropic streams always report usage
 
     def result(self, api: str, response: Any) -> CallResult:
-        content = field_of(response, "content") or ()
-        stop = field_of(response, "stop_reason")
+        content = getattr(response, "content", None) or ()
+        stop = getattr(response, "stop_reason", None)
         return CallResult(
-            usage=_usage(field_of(response, "usage")) if field_of(response, "usage") is not None else None,
-            response_model=field_of(response, "model"),
-            response_id=field_of(response, "id"),
+            usage=_usage(getattr(response, "usage", None)) if getattr(response, "usage", None) is not None else None,
+            response_model=getattr(response, "model", None),
+            response_id=getattr(response, "id", None),
             finish_reasons=(stop,) if stop else (),
-            output_text=[t for block in content if (t := field_of(block, "text"))],
+            output_text=[t for block in content if (t := getattr(block, "text", None))],
         )
 
     def accumulator(self, api: str, hide_usage: bool, capture: bool) -> _MessagesStream:
@@ -131,7 +131,11 @@ class AnthropicAdapter:
         yield from text_parts(body.get("system"))
         for message in body.get("messages") or ():
             if isinstance(message, Mapping):
-                yield from text_parts(message.get("content"))
+                content = message.get("content")
+                if isinstance(content, str):
+                    yield content
+                else:
+                    yield from text_parts(content)
         tools = body.get("tools")
         if tools:
             yield json.dumps(tools, default=str)

@@ -12,21 +12,30 @@ from typing import Any, Protocol
 
 from ..pricing import Usage
 
-__all__ = ["Adapter", "CallRequest", "CallResult", "StreamAccumulator", "field_of"]
+__all__ = ["Adapter", "CallRequest", "CallResult", "JSONView", "StreamAccumulator", "count"]
 
 
-def field_of(obj: Any, name: str) -> Any:
-    """``obj.name`` for SDK models, ``obj[name]`` for plain JSON dicts, ``None`` when absent."""
-    if obj is None:
-        return None
-    if isinstance(obj, Mapping):
-        return obj.get(name)
-    return getattr(obj, name, None)
+class JSONView:
+    """Attribute access over parsed JSON, so that adapters read the SDKs' models and a raw JSON
+    body (a response the user read without parsing) with the same ``getattr`` code."""
+
+    __slots__ = ("_data",)
+
+    def __init__(self, data: Mapping[str, Any]) -> None:
+        self._data = data
+
+    def __getattr__(self, name: str) -> Any:
+        value = self._data.get(name)
+        if isinstance(value, Mapping):
+            return JSONView(value)
+        if isinstance(value, list):
+            return [JSONView(v) if isinstance(v, Mapping) else v for v in value]
+        return value
 
 
-def int_of(obj: Any, name: str) -> int:
-    value = field_of(obj, name)
-    return value if isinstance(value, int) else 0
+def count(obj: Any, name: str) -> int:
+    """A token count field: the int, or 0 when absent or null."""
+    return getattr(obj, name, None) or 0
 
 
 @dataclass(slots=True)
@@ -90,7 +99,7 @@ class Adapter(Protocol):
         ...
 
     def result(self, api: str, response: Any) -> CallResult:
-        """Step 7 for a complete (non-streamed) response: a parsed SDK model or its JSON dict."""
+        """Step 7 for a complete (non-streamed) response: a parsed SDK model (or a JSONView)."""
         ...
 
     def accumulator(self, api: str, hide_usage: bool, capture: bool) -> StreamAccumulator:

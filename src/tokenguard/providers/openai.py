@@ -7,7 +7,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from ..pricing import Usage
-from .base import CallRequest, CallResult, field_of, int_of, otel_message, text_parts
+from .base import CallRequest, CallResult, count, otel_message, text_parts
 
 __all__ = ["OpenAIAdapter"]
 
@@ -21,44 +21,44 @@ _APIS = {
 def _chat_usage(u: Any) -> Usage | None:
     if u is None:
         return None
-    details = field_of(u, "prompt_tokens_details")
+    details = getattr(u, "prompt_tokens_details", None)
     return Usage(
-        input_tokens=int_of(u, "prompt_tokens"),
-        output_tokens=int_of(u, "completion_tokens"),
-        cache_read_tokens=int_of(details, "cached_tokens"),
-        cache_write_tokens=int_of(details, "cache_write_tokens"),
-        reasoning_tokens=int_of(field_of(u, "completion_tokens_details"), "reasoning_tokens"),
+        input_tokens=count(u, "prompt_tokens"),
+        output_tokens=count(u, "completion_tokens"),
+        cache_read_tokens=count(details, "cached_tokens"),
+        cache_write_tokens=count(details, "cache_write_tokens"),
+        reasoning_tokens=count(getattr(u, "completion_tokens_details", None), "reasoning_tokens"),
     )
 
 
 def _responses_usage(u: Any) -> Usage | None:
     if u is None:
         return None
-    details = field_of(u, "input_tokens_details")
+    details = getattr(u, "input_tokens_details", None)
     return Usage(
-        input_tokens=int_of(u, "input_tokens"),
-        output_tokens=int_of(u, "output_tokens"),
-        cache_read_tokens=int_of(details, "cached_tokens"),
-        cache_write_tokens=int_of(details, "cache_write_tokens"),
-        reasoning_tokens=int_of(field_of(u, "output_tokens_details"), "reasoning_tokens"),
+        input_tokens=count(u, "input_tokens"),
+        output_tokens=count(u, "output_tokens"),
+        cache_read_tokens=count(details, "cached_tokens"),
+        cache_write_tokens=count(details, "cache_write_tokens"),
+        reasoning_tokens=count(getattr(u, "output_tokens_details", None), "reasoning_tokens"),
     )
 
 
 def _responses_result(r: Any) -> CallResult:
-    status = field_of(r, "status")
-    incomplete = field_of(field_of(r, "incomplete_details"), "reason")
+    status = getattr(r, "status", None)
+    incomplete = getattr(getattr(r, "incomplete_details", None), "reason", None)
     texts = [
-        field_of(part, "text") or ""
-        for item in field_of(r, "output") or ()
-        for part in field_of(item, "content") or ()
-        if field_of(part, "type") == "output_text"
+        getattr(part, "text", None) or ""
+        for item in getattr(r, "output", None) or ()
+        for part in getattr(item, "content", None) or ()
+        if getattr(part, "type", None) == "output_text"
     ]
     return CallResult(
-        usage=_responses_usage(field_of(r, "usage")),
-        response_model=field_of(r, "model"),
-        response_id=field_of(r, "id"),
+        usage=_responses_usage(getattr(r, "usage", None)),
+        response_model=getattr(r, "model", None),
+        response_id=getattr(r, "id", None),
         finish_reasons=(str(incomplete or status),) if (incomplete or status) else (),
-        service_tier=field_of(r, "service_tier"),
+        service_tier=getattr(r, "service_tier", None),
         output_text=texts,
     )
 
@@ -192,14 +192,14 @@ class OpenAIAdapter:
     def result(self, api: str, response: Any) -> CallResult:
         if api == "responses":
             return _responses_result(response)
-        choices = field_of(response, "choices") or ()
+        choices = getattr(response, "choices", None) or ()
         return CallResult(
-            usage=_chat_usage(field_of(response, "usage")),
-            response_model=field_of(response, "model"),
-            response_id=field_of(response, "id"),
-            finish_reasons=tuple(r for c in choices if (r := field_of(c, "finish_reason"))),
-            service_tier=field_of(response, "service_tier"),
-            output_text=[t for c in choices if (t := field_of(field_of(c, "message"), "content"))],
+            usage=_chat_usage(getattr(response, "usage", None)),
+            response_model=getattr(response, "model", None),
+            response_id=getattr(response, "id", None),
+            finish_reasons=tuple(r for c in choices if (r := getattr(c, "finish_reason", None))),
+            service_tier=getattr(response, "service_tier", None),
+            output_text=[t for c in choices if (t := getattr(getattr(c, "message", None), "content", None))],
         )
 
     def accumulator(self, api: str, hide_usage: bool, capture: bool) -> _ChatStream | _ResponsesStream:
@@ -227,7 +227,11 @@ class OpenAIAdapter:
             messages = body.get("messages") or ()
         for message in messages:
             if isinstance(message, Mapping):
-                yield from text_parts(message.get("content"))
+                content = message.get("content")
+                if isinstance(content, str):
+                    yield content
+                else:
+                    yield from text_parts(content)
                 for call in message.get("tool_calls") or ():
                     yield json.dumps(call, default=str)
         tools = body.get("tools")

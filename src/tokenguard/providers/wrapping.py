@@ -35,7 +35,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 
 from .anthropic import AnthropicAdapter
-from .base import Adapter, CallResult, StreamAccumulator
+from .base import Adapter, CallResult, JSONView, StreamAccumulator
 from .openai import OpenAIAdapter
 
 if TYPE_CHECKING:
@@ -112,7 +112,8 @@ def wrap_client(guard: Guard, client: ClientT) -> ClientT:
 
 
 def _server_of(client: Any) -> tuple[str, int | None] | None:
-    url = client.base_url
+    # Cached per base URL object (the SDKs keep it in `_base_url`; a new URL means a new entry).
+    url = client._base_url
     cached = client.__dict__.get("_tokenguard_server")
     if cached is not None and cached[0] is url:
         return cached[1]  # type: ignore[no-any-return]
@@ -256,23 +257,12 @@ def _observe(kit: _Kit, call: Call, result: Any, hide_usage: bool) -> Any:
 class _StreamWatch:
     """The settlement state of one stream, shared by its iterator wrapper and its close hook."""
 
-    __slots__ = ("acc", "call", "pulling")
+    __slots__ = ("acc", "call", "inner")
 
-    def __init__(self, call: Call, acc: StreamAccumulator) -> None:
+    def __init__(self, call: Call, acc: StreamAccumulator, inner: Any) -> None:
         self.call = call
         self.acc = acc
-        self.pulling = False
-
-    def item(self, item: Any) -> bool:
-        """Observe one event; whether the user gets it (an injected usage chunk is kept back)."""
-        call = self.call
-        if call.first_chunk_at is None:
-            call.chunk()
-        try:
-            return self.acc.feed(item)
-        except Exception:  # an unexpected event shape must not break the caller's stream
-            log.exception("tokenguard could not read a stream event; the call's usage may be estimated")
-            return True
+        self.inner = inner
 
     def finish(self, status: str = "", error: BaseException | None = None) -> None:
         if not self.call.settled:
@@ -282,8 +272,10 @@ class _StreamWatch:
             self.call.settle(acc.result(), status, error)  # type: ignore[arg-type]
 
     def closed(self) -> None:
-        # The SDK closes the response itself when a stream ends; the iterator settles that case.
-        if not self.pulling:
+        # The SDK's own generator closes the response when the stream ends (it is running then):
+        # the iterator wrapper settles that case. Any other close is the user's.
+        inner = self.inner
+        if not (getattr(inner, "gi_running", False) or getattr(inner, "ag_running", False)):
             self.finish()
 
     def __del__(self) -> None:
@@ -293,22 +285,28 @@ class _StreamWatch:
                 self.finish()
 
 
+def _unreadable(exc: Exception) -> bool:
+    # An unexpected event shape must not break the caller's stream.
+    log.warning("tokenguard could not read a stream event (%r); the call's usage may be estimated", exc)
+    return True
+
+
 # The sync and async iterator wrappers are twins: a generator body cannot serve both.
 
 
 def _iterate(inner: Iterator[Any], watch: _StreamWatch) -> Iterator[Any]:
+    feed = watch.acc.feed
     try:
-        while True:
-            watch.pulling = True
+        for item in inner:
+            if watch.call.first_chunk_at is None:
+                watch.call.chunk()
             try:
-                item = next(inner)
-            except StopIteration:
-                watch.finish("ok")
-                return
-            finally:
-                watch.pulling = False
-            if watch.item(item):
+                keep = feed(item)
+            except Exception as exc:
+                keep = _unreadable(exc)
+            if keep:
                 yield item
+        watch.finish("ok")
     except GeneratorExit:
         watch.finish()
         close = getattr(inner, "close", None)
@@ -321,18 +319,18 @@ def _iterate(inner: Iterator[Any], watch: _StreamWatch) -> Iterator[Any]:
 
 
 async def _aiterate(inner: AsyncIterator[Any], watch: _StreamWatch) -> AsyncIterator[Any]:
+    feed = watch.acc.feed
     try:
-        while True:
-            watch.pulling = True
+        async for item in inner:
+            if watch.call.first_chunk_at is None:
+                watch.call.chunk()
             try:
-                item = await inner.__anext__()
-            except StopAsyncIteration:
-                watch.finish("ok")
-                return
-            finally:
-                watch.pulling = False
-            if watch.item(item):
+                keep = feed(item)
+            except Exception as exc:
+                keep = _unreadable(exc)
+            if keep:
                 yield item
+        watch.finish("ok")
     except GeneratorExit:
         watch.finish()
         aclose = getattr(inner, "aclose", None)
@@ -347,8 +345,8 @@ async def _aiterate(inner: AsyncIterator[Any], watch: _StreamWatch) -> AsyncIter
 def _govern_stream(kit: _Kit, call: Call, stream: Any, hide_usage: bool) -> Any:
     """Wrap a vendor ``Stream``/``AsyncStream`` in place; it keeps its class and methods."""
     capture = call.guard.telemetry.capture_content
-    watch = _StreamWatch(call, kit.adapter.accumulator(call.req.api, hide_usage, capture))
     inner = stream._iterator
+    watch = _StreamWatch(call, kit.adapter.accumulator(call.req.api, hide_usage, capture), inner)
     response = stream.response
     if kit.is_async:
         stream._iterator = _aiterate(inner, watch)
@@ -468,7 +466,7 @@ def _result_from_body(adapter: Adapter, api: str, http_response: Any) -> CallRes
     content = http_response.__dict__.get("_content")
     if content and not http_response.headers.get("content-type", "").startswith("text/event-stream"):
         try:
-            return adapter.result(api, json.loads(content))
+            return adapter.result(api, JSONView(json.loads(content)))
         except (ValueError, TypeError):
             pass
     return CallResult()
