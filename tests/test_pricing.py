@@ -128,32 +128,32 @@ def test_trusted_record_equals_a_validated_one():
     """The hot path builds CallRecords without validation; they must be indistinguishable."""
     from tokenguard.records import CallRecord
 
-    values = dict(
-        id="a" * 32,
-        time=NOW,
-        latency_s=0.5,
-        provider="openai",
-        operation="chat",
-        api="chat.completions",
-        request_model="gpt-4o-mini",
-        response_model="gpt-4o-mini-2024-07-18",
-        stream=True,
-        response_id="chatcmpl-1",
-        input_tokens=10,
-        output_tokens=20,
-        cache_read_tokens=5,
-        cache_write_tokens=0,
-        reasoning_tokens=0,
-        usage_estimated=False,
-        cost_usd=Decimal("0.0001"),
-        estimated_cost_usd=Decimal("0.01"),
-        tags={"team": "a"},
-        task_id=None,
-        task_name=None,
-        status="ok",
-        error_type=None,
-        decisions=("price:unknown",),
-    )
+    values = {
+        "id": "a" * 32,
+        "time": NOW,
+        "latency_s": 0.5,
+        "provider": "openai",
+        "operation": "chat",
+        "api": "chat.completions",
+        "request_model": "gpt-4o-mini",
+        "response_model": "gpt-4o-mini-2024-07-18",
+        "stream": True,
+        "response_id": "chatcmpl-1",
+        "input_tokens": 10,
+        "output_tokens": 20,
+        "cache_read_tokens": 5,
+        "cache_write_tokens": 0,
+        "reasoning_tokens": 0,
+        "usage_estimated": False,
+        "cost_usd": Decimal("0.0001"),
+        "estimated_cost_usd": Decimal("0.01"),
+        "tags": {"team": "a"},
+        "task_id": None,
+        "task_name": None,
+        "status": "ok",
+        "error_type": None,
+        "decisions": ("price:unknown",),
+    }
     assert set(values) == set(CallRecord.model_fields)
     trusted = CallRecord._trusted(dict(values))
     validated = CallRecord(**values)
