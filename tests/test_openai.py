@@ -422,3 +422,15 @@ def test_stream_cut_after_chunks_counts_what_arrived(openai_client, guard, fake_
     assert r.usage_estimated
     assert r.output_tokens > 0
     assert r.cost_usd > 0
+
+
+def test_metrics_queue_is_bounded_and_drained_on_collect(openai_client, guard, otel, monkeypatch):
+    import tokenguard.telemetry
+
+    monkeypatch.setattr(tokenguard.telemetry, "MAX_PENDING_METRICS", 3)
+    for _ in range(4):
+        openai_client.chat.completions.create(model="gpt-4o-mini", messages=MSG)
+    assert len(guard.telemetry._pending) == 1  # three were handed to the SDK without a collection
+    [duration] = otel.metric_points("gen_ai.client.operation.duration")
+    assert duration.count == 4  # the collection drained the rest first
+    assert len(guard.telemetry._pending) == 0

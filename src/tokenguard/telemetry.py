@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import threading
+from collections import deque
 from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -30,10 +31,18 @@ __all__ = ["Telemetry"]
 
 Attributes = dict[str, Any]
 _ZERO = Decimal(0)
+MAX_PENDING_METRICS = 10_000
 
 
 class Telemetry:
     """Creates the span of each call and records its metrics.
+
+    Spans are ended when the call settles. Metric measurements are queued when the call settles
+    and handed to the OpenTelemetry SDK when a metric reader collects (the ``tokenguard.cost``
+    counter is observable, and its callback drains the queue first), or once
+    ``MAX_PENDING_METRICS`` calls are waiting. A reader therefore sees every call settled before
+    it collected, and the SDK's per-measurement work (tens of microseconds for a call's three
+    histogram records) runs at collection time, usually on the exporter's thread, not in the call.
 
     ``None`` providers mean the global ones, looked up when the first call is made (so an app may
     configure OpenTelemetry after building its Guard). ``metric_tags`` lists the tag keys that become
@@ -59,8 +68,7 @@ class Telemetry:
         self._meter_provider = meter_provider
         self._tracer: trace.Tracer | None = None
         self._instruments: tuple[Any, Any] | None = None
-        # The cost counter is observable: costs are summed here per attribute set and reported when
-        # a reader collects, which keeps one metric record (~10 us in the SDK) off every call.
+        self._pending: deque[tuple[CallRecord, tuple[str, int | None] | None]] = deque()
         self._cost_totals: dict[tuple[tuple[str, Any], ...], Decimal] = {}
         self._cost_lock = threading.Lock()
 
@@ -100,6 +108,9 @@ class Telemetry:
         return self._instruments
 
     def _observe_cost(self, _options: CallbackOptions) -> list[Observation]:
+        # A reader is collecting: first hand it every queued measurement, so that it sees every
+        # call settled before the collection.
+        self._drain()
         with self._cost_lock:
             totals = list(self._cost_totals.items())
         return [Observation(float(total), dict(key)) for key, total in totals]
@@ -197,35 +208,50 @@ class Telemetry:
         span.end(end_time=end_time_ns)
 
     def record_metrics(self, record: CallRecord, server: tuple[str, int | None] | None) -> None:
-        """Record the GenAI client metrics and the cost counter for one settled call."""
+        """Queue one settled call's metrics (see the class docstring: they reach the SDK on collection)."""
         if not self.enabled:
             return
+        if self._instruments is None:
+            self._meters()
+        pending = self._pending
+        pending.append((record, server))
+        if len(pending) >= MAX_PENDING_METRICS:
+            self._drain()  # no reader has collected for a long while: do not hold more in memory
+
+    def _drain(self) -> None:
+        """Hand every queued call to the SDK's instruments (thread-safe; runs inside collections)."""
         token_usage, duration = self._meters()
-        attrs: Attributes = {
-            sc.OPERATION_NAME: record.operation,
-            sc.PROVIDER_NAME: record.provider,
-            sc.REQUEST_MODEL: record.request_model,
-        }
-        if record.response_model:
-            attrs[sc.RESPONSE_MODEL] = record.response_model
-        if server is not None:
-            attrs[sc.SERVER_ADDRESS] = server[0]
-            if server[1] is not None:
-                attrs[sc.SERVER_PORT] = server[1]
-        tags: Mapping[str, str] = record.tags
-        for key in self.metric_tags:
-            value = tags.get(key)
-            if value is not None:
-                attrs[sc.TAG_PREFIX + key] = value
-        if record.error_type:
-            duration.record(record.latency_s, {**attrs, sc.ERROR_TYPE: record.error_type})
-        else:
-            duration.record(record.latency_s, attrs)
-        if record.status != "blocked" and (record.input_tokens or record.output_tokens or not record.error_type):
-            token_usage.record(record.input_tokens, {**attrs, sc.TOKEN_TYPE: "input"})
-            if record.operation != "embeddings":
-                token_usage.record(record.output_tokens, {**attrs, sc.TOKEN_TYPE: "output"})
-        if record.cost_usd:
-            attrs_key = tuple(attrs.items())
-            with self._cost_lock:
-                self._cost_totals[attrs_key] = self._cost_totals.get(attrs_key, _ZERO) + record.cost_usd
+        pending = self._pending
+        while True:
+            try:
+                record, server = pending.popleft()
+            except IndexError:
+                return
+            attrs: Attributes = {
+                sc.OPERATION_NAME: record.operation,
+                sc.PROVIDER_NAME: record.provider,
+                sc.REQUEST_MODEL: record.request_model,
+            }
+            if record.response_model:
+                attrs[sc.RESPONSE_MODEL] = record.response_model
+            if server is not None:
+                attrs[sc.SERVER_ADDRESS] = server[0]
+                if server[1] is not None:
+                    attrs[sc.SERVER_PORT] = server[1]
+            tags: Mapping[str, str] = record.tags
+            for key in self.metric_tags:
+                value = tags.get(key)
+                if value is not None:
+                    attrs[sc.TAG_PREFIX + key] = value
+            if record.error_type:
+                duration.record(record.latency_s, {**attrs, sc.ERROR_TYPE: record.error_type})
+            else:
+                duration.record(record.latency_s, attrs)
+            if record.status != "blocked" and (record.input_tokens or record.output_tokens or not record.error_type):
+                token_usage.record(record.input_tokens, {**attrs, sc.TOKEN_TYPE: "input"})
+                if record.operation != "embeddings":
+                    token_usage.record(record.output_tokens, {**attrs, sc.TOKEN_TYPE: "output"})
+            if record.cost_usd:
+                attrs_key = tuple(attrs.items())
+                with self._cost_lock:
+                    self._cost_totals[attrs_key] = self._cost_totals.get(attrs_key, _ZERO) + record.cost_usd
