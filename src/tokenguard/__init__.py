@@ -25,12 +25,17 @@ from .errors import BudgetExceeded, ConfigError, PolicyViolation, StoreUnavailab
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
+    from .budgets import Budget, BudgetEvent, BudgetStatus, Grant
     from .guard import Guard, configure, wrap
     from .pricing import Price
     from .records import CallRecord, TaskRecord
 
 __all__ = [
+    "Budget",
+    "BudgetEvent",
     "BudgetExceeded",
+    "BudgetStatus",
+    "Grant",
     "CallRecord",
     "ConfigError",
     "Guard",
@@ -51,6 +56,10 @@ __all__ = [
 ]
 
 _LAZY = {
+    "Budget": "budgets",
+    "BudgetEvent": "budgets",
+    "BudgetStatus": "budgets",
+    "Grant": "budgets",
     "Guard": "guard",
     "configure": "guard",
     "wrap": "guard",

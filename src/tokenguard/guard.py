@@ -16,20 +16,21 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime, timezone
 from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
+from .budgets import Budget, BudgetEvent, BudgetStatus, Grant, from_nano, to_nano
 from .context import Task, _tags_var, _task_var
-from .errors import ConfigError, PolicyViolation
+from .errors import BudgetExceeded, ConfigError, PolicyViolation, StoreUnavailable
 from .periods import window
-from .pricing import Price, PriceBook, Rates, Usage
+from .pricing import Price, PriceBook, Rates, Usage, to_decimal
 from .providers.base import CallRequest, CallResult
 from .records import CallRecord, CallStatus, TaskRecord
 from .stores import CallQuery, Store, TaskQuery, open_store
-from .stores.base import Review
+from .stores.base import BudgetKey, Charge, Review, Standing
 from .telemetry import Telemetry
 from .tokens import DEFAULT_MAX_OUTPUT_TOKENS, estimate_input
 
@@ -57,6 +58,7 @@ class Call:
 
     __slots__ = (
         "adapter",
+        "budgets",
         "decisions",
         "estimate",
         "first_chunk_at",
@@ -64,6 +66,7 @@ class Call:
         "input_point",
         "rates",
         "req",
+        "reservation",
         "server",
         "settled",
         "span",
@@ -85,6 +88,8 @@ class Call:
         self.estimate: Decimal | None = None
         self.rates: Rates | None = None
         self.input_point = 0
+        self.budgets: tuple[Budget, ...] = ()
+        self.reservation: tuple[str, tuple[BudgetKey, ...]] | None = None
         # Step 2: the context in force where the call was made.
         self.tags = _tags_var.get()
         self.task = _task_var.get()
@@ -129,6 +134,13 @@ class Guard:
     * ``on_unknown_price``: for a model with no known price, ``"warn"`` (record it with
       ``cost_usd=None`` and log a warning once per model) or ``"block"`` (refuse it before sending
       with :class:`~tokenguard.PolicyViolation`).
+    * ``budgets``: :class:`~tokenguard.Budget` limits checked before each call is sent.
+    * ``admit_unpriced``: let calls to a model with no known price through budgets that match them
+      (by default such calls are refused by any budget in scope: their cost cannot be bounded).
+    * ``reservation_ttl_s``: how long a call's reservation holds if its process dies mid-call; a
+      stream being read keeps its reservation alive.
+    * ``on_event``: called with a :class:`~tokenguard.budgets.BudgetEvent` once per budget,
+      threshold and period (alert, review, exceeded, exception used), across processes.
     """
 
     def __init__(
@@ -143,12 +155,22 @@ class Guard:
         metric_tags: Sequence[str] = ("team", "app"),
         telemetry: bool = True,
         on_unknown_price: UnknownPricePolicy = "warn",
+        budgets: Sequence[Budget] = (),
+        admit_unpriced: bool = False,
+        reservation_ttl_s: float = 600.0,
+        on_event: Callable[[BudgetEvent], None] | None = None,
     ) -> None:
         if on_store_error not in ("open", "closed"):
             raise ConfigError(f"on_store_error must be 'open' or 'closed', got {on_store_error!r}")
         if on_unknown_price not in ("warn", "block"):
             raise ConfigError(f"on_unknown_price must be 'warn' or 'block', got {on_unknown_price!r}")
         self.on_unknown_price: UnknownPricePolicy = on_unknown_price
+        self.budgets = _check_budgets(budgets)
+        self.admit_unpriced = bool(admit_unpriced)
+        if not reservation_ttl_s > 0:
+            raise ConfigError(f"reservation_ttl_s must be > 0 seconds, got {reservation_ttl_s!r}")
+        self.reservation_ttl_s = float(reservation_ttl_s)
+        self.on_event = on_event
         if isinstance(metric_tags, str) or not all(isinstance(k, str) for k in metric_tags):
             raise ConfigError(f"metric_tags must be a sequence of tag keys, got {metric_tags!r}")
         self.store = open_store(store)
@@ -208,17 +230,102 @@ class Guard:
             log.exception("tokenguard could not prepare a %s call; it goes on ungoverned by estimates", req.api)
         if call.rates is None and self.on_unknown_price == "block":
             self._refuse_unpriced(call)
+        if self.budgets:
+            self._admit(call)
         return call
 
-    def _refuse_unpriced(self, call: Call) -> None:
+    def _admit(self, call: Call) -> None:
+        """Step 5: reserve the estimate in every matching budget at once, or refuse the call."""
+        req = call.req
+        matching = tuple(b for b in self.budgets if b.matches(call.tags, req.model))
+        if not matching:
+            return
+        call.budgets = matching
+        if call.estimate is None:
+            if not self.admit_unpriced:
+                self._refuse_unpriced(call, budget=matching[0].name)
+            estimate_nano = 0
+        else:
+            estimate_nano = to_nano(call.estimate, up=True)
+        now = call.started
+        charges = []
+        for b in matching:
+            _, end = b.window(now)
+            charges.append(
+                Charge(
+                    budget=b.name,
+                    window=b.window_id(now),
+                    cap_nano=to_nano(b.cap_usd),
+                    estimate_nano=estimate_nano,
+                    block_nano=to_nano(b.limit_usd * b.review_at) if b.review_action == "block" else None,
+                    window_end=end,
+                )
+            )
+        rid = _new_id()
+        try:
+            admission = self.store.admit(rid, charges, now, self.reservation_ttl_s)
+        except Exception as exc:
+            self._store_failed(call, exc, "admit")
+            return
+        for charge, budget, standing in zip(charges, matching, admission.standings, strict=True):
+            cap = from_nano(charge.cap_nano + standing.grant_nano)
+            state = budget.state(
+                from_nano(standing.spent_nano), cap, from_nano(standing.reserved_nano), standing.refused
+            )
+            call.decisions.append(f"budget:{budget.name}:{state}")
+            if state == "review" and budget.review_action == "downgrade":
+                call.decisions.append(f"budget:{budget.name}:downgrade")
+            if (
+                admission.admitted
+                and standing.grant_nano
+                and (standing.spent_nano + standing.reserved_nano + charge.estimate_nano > charge.cap_nano)
+            ):
+                call.decisions.extend(f"grant:{g.id}" for g in self.store.grants(budget.name) if g.active(now))
+                self._event(budget, charge.key, "exception_used", standing, cap)
+        if admission.admitted:
+            call.reservation = (rid, tuple(c.key for c in charges))
+            return
+        i = admission.refused_index
+        assert i is not None
+        budget, charge, standing = matching[i], charges[i], admission.standings[i]
+        cap = from_nano(charge.cap_nano + standing.grant_nano)
+        call.decisions.append(f"budget:{budget.name}:blocked")
+        self._event(budget, charge.key, "exceeded", standing, cap)
+        error: Exception
+        if admission.refused_reason == "review":
+            error = PolicyViolation(
+                f"budget {budget.name!r} is in review (spent ${from_nano(standing.spent_nano)} of "
+                f"${budget.limit_usd}) and its review_action is 'block'. The request was not sent. "
+                f"Ask an approver for an exception (guard.grant_exception({budget.name!r}, ...)) or wait "
+                f"for the next period."
+            )
+        else:
+            error = BudgetExceeded(
+                budget=budget.name,
+                spent_usd=from_nano(standing.spent_nano),
+                reserved_usd=from_nano(standing.reserved_nano),
+                estimate_usd=call.estimate or Decimal(0),
+                cap_usd=cap,
+            )
+        call.settle(None, "blocked")
+        raise error
+
+    def _refuse_unpriced(self, call: Call, budget: str | None = None) -> None:
         model = call.req.model
+        why = (
+            f"budget {budget!r} applies and an unpriced call's cost cannot be bounded"
+            if budget is not None
+            else "this Guard refuses unpriced calls (on_unknown_price='block')"
+        )
+        way_out = "Guard(admit_unpriced=True)" if budget is not None else 'on_unknown_price="warn"'
         error = PolicyViolation(
-            f"no price is known for {call.req.provider} model {model!r}, and this Guard refuses unpriced calls "
-            f"(on_unknown_price='block'). The request was not sent. Add a price with "
-            f"Guard(prices={{{model!r}: tg.Price(input_mtok=..., output_mtok=...)}}) or "
-            f'[prices."{model}"] in tokenguard.toml, or use on_unknown_price="warn".'
+            f"no price is known for {call.req.provider} model {model!r}, and {why}. The request was not sent. "
+            f"Add a price with Guard(prices={{{model!r}: tg.Price(input_mtok=..., output_mtok=...)}}) or "
+            f'[prices."{model}"] in tokenguard.toml, or use {way_out}.'
         )
         call.decisions.append("price:unknown")
+        if budget is not None:
+            call.decisions.append(f"budget:{budget}:blocked")
         self._warn_unpriced(call.req.provider, model)
         call.settle(None, "blocked")
         raise error
@@ -311,7 +418,7 @@ class Guard:
                 "decisions": tuple(decisions),
             }
         )
-        self._write(record)
+        self._write(call, record)
         if call.span is not None:
             capture = self.telemetry.capture_content
             self.telemetry.end_span(
@@ -324,13 +431,71 @@ class Guard:
             )
         self.telemetry.record_metrics(record, call.server)
 
-    def _write(self, record: CallRecord) -> None:
+    def _write(self, call: Call, record: CallRecord) -> None:
+        """Commit the call's cost to its budgets, release its reservation, append its record."""
+        rid, keys = call.reservation if call.reservation is not None else (None, ())
+        cost_nano = to_nano(record.cost_usd) if record.cost_usd else 0
         try:
-            self.store.append_call(record)
+            standings = self.store.settle(rid, keys, cost_nano, record)
         except Exception:
             # Spooling and replay of records during an outage arrive with the persistent stores;
             # until then the record is at least logged in full, never silently dropped.
             log.exception("tokenguard could not write call record %s to its store: %r", record.id, record)
+            return
+        for key, standing in zip(keys, standings, strict=False):
+            budget = next(b for b in call.budgets if b.name == key[0])
+            cap = from_nano(to_nano(budget.cap_usd) + standing.grant_nano)
+            state = budget.state(from_nano(standing.spent_nano), cap, from_nano(standing.reserved_nano), refused=False)
+            # Every threshold up to the state reached fires (once per period: the store dedups).
+            for kind in _LADDER[: _LADDER_RANK[state]]:
+                self._event(budget, key, kind, standing, cap)
+
+    def _event(self, budget: Budget, key: BudgetKey, kind: str, standing: Standing, cap: Decimal) -> None:
+        """Fire a threshold event once per budget, kind and period across every process."""
+        try:
+            if not self.store.claim_event(key, kind):
+                return
+        except Exception:
+            log.exception("tokenguard could not record a %s event of budget %r", kind, budget.name)
+            return
+        event = BudgetEvent(
+            budget=budget.name,
+            kind=kind,
+            window=key[1],
+            spent_usd=from_nano(standing.spent_nano),
+            limit_usd=budget.limit_usd,
+            cap_usd=cap,
+        )
+        log.warning(
+            "tokenguard budget %r: %s (spent $%s of $%s, cap $%s)",
+            budget.name,
+            kind,
+            event.spent_usd,
+            budget.limit_usd,
+            cap,
+        )
+        if self.on_event is not None:
+            try:
+                self.on_event(event)
+            except Exception:
+                log.exception("tokenguard's on_event hook raised on a %s event of budget %r", kind, budget.name)
+
+    def _store_failed(self, call: Call, exc: Exception, what: str) -> None:
+        if self.on_store_error == "closed":
+            error = StoreUnavailable(
+                f"tokenguard's store cannot be reached ({type(exc).__name__} during {what}) and this Guard fails "
+                f"closed (on_store_error='closed'). The request was not sent. Check the store, or use "
+                f"on_store_error='open' to let calls through during an outage."
+            )
+            call.decisions.append("store:unavailable")
+            call.settle(None, "blocked")
+            raise error from None
+        log.warning(
+            "tokenguard's store failed during %s (%s); the call goes on unchecked (on_store_error='open')",
+            what,
+            type(exc).__name__,
+        )
+        call.decisions.append("store:unavailable")
 
     def _warn_unpriced(self, provider: str, model: str) -> None:
         key = f"{provider}:{model}"
@@ -462,9 +627,109 @@ class Guard:
                 total += record.cost_usd
         return total
 
+    # -- budgets -------------------------------------------------------------------------------
+
+    def _budget(self, name: str) -> Budget:
+        for b in self.budgets:
+            if b.name == name:
+                return b
+        known = ", ".join(b.name for b in self.budgets) or "none"
+        raise KeyError(f"no budget named {name!r} (this Guard's budgets: {known})")
+
+    def budget_status(self) -> list[BudgetStatus]:
+        """Per budget, its current period: spent, reserved, limit, cap with grants, and state."""
+        now = datetime.now(timezone.utc)
+        out = []
+        for b in self.budgets:
+            start, end = b.window(now)
+            st = self.store.standing((b.name, b.window_id(now)), now)
+            cap = from_nano(to_nano(b.cap_usd) + st.grant_nano)
+            spent, reserved = from_nano(st.spent_nano), from_nano(st.reserved_nano)
+            out.append(
+                BudgetStatus(
+                    name=b.name,
+                    period_start=start,
+                    period_end=end,
+                    limit_usd=b.limit_usd,
+                    spent_usd=spent,
+                    reserved_usd=reserved,
+                    cap_usd=cap,
+                    state=b.state(spent, cap, reserved, st.refused),
+                )
+            )
+        return out
+
+    def grant_exception(
+        self,
+        budget: str,
+        extra_usd: Decimal | int | str,
+        approved_by: str,
+        reason: str,
+        expires_at: datetime,
+    ) -> Grant:
+        """Raise ``budget``'s hard cap by ``extra_usd`` until ``expires_at``: an approved, audited,
+        time-boxed exception, stored in the store so every process sees it."""
+        self._budget(budget)
+        amount = to_decimal(extra_usd, "extra_usd")
+        if amount <= 0:
+            raise ValueError(f"extra_usd must be > 0, got {extra_usd!r}")
+        for what, value in (("approved_by", approved_by), ("reason", reason)):
+            if not isinstance(value, str) or not value.strip():
+                raise ValueError(f"{what} must say who approved the exception and why; got {value!r}")
+        if not isinstance(expires_at, datetime) or expires_at.tzinfo is None:
+            raise ValueError(f"expires_at must be a timezone-aware datetime, got {expires_at!r}")
+        now = datetime.now(timezone.utc)
+        if expires_at <= now:
+            raise ValueError(f"expires_at {expires_at.isoformat()} is in the past: an exception must expire later")
+        grant = Grant(
+            id=_new_id()[:16],
+            budget=budget,
+            extra_usd=amount,
+            approved_by=approved_by,
+            reason=reason,
+            created_at=now,
+            expires_at=expires_at.astimezone(timezone.utc),
+        )
+        self.store.add_grant(grant)
+        log.warning(
+            "tokenguard budget %r: exception %s of $%s approved by %s until %s (%s)",
+            budget,
+            grant.id,
+            amount,
+            approved_by,
+            grant.expires_at.isoformat(),
+            reason,
+        )
+        return grant
+
+    def revoke_exception(self, grant_id: str) -> Grant:
+        """End an exception early. Raises ``KeyError`` for an unknown id."""
+        grant = self.store.revoke_grant(grant_id)
+        if grant is None:
+            raise KeyError(f"no exception (grant) with id {grant_id!r}")
+        return grant
+
+    def exceptions(self, budget: str | None = None) -> list[Grant]:
+        """Every exception granted (active, expired and revoked), oldest first."""
+        return self.store.grants(budget)
+
     def close(self) -> None:
         """Release the store's connections and files."""
         self.store.close()
+
+
+_LADDER = ("alert", "review", "exceeded")
+_LADDER_RANK = {"ok": 0, "alert": 1, "review": 2, "exceeded": 3}
+
+
+def _check_budgets(budgets: Sequence[Budget]) -> tuple[Budget, ...]:
+    if isinstance(budgets, Budget) or not all(isinstance(b, Budget) for b in budgets):
+        raise ConfigError("budgets must be a sequence of tg.Budget(...)")
+    names = [b.name for b in budgets]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise ConfigError(f"budget names must be unique; repeated: {', '.join(duplicates)}")
+    return tuple(budgets)
 
 
 def _aware(value: datetime | None, name: str) -> datetime | None:

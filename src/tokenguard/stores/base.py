@@ -1,19 +1,74 @@
-"""The store interface: where the ledger (and, later, budgets' spend and reservations) lives.
+"""The store interface: where the ledger, budgets' spend and reservations, grants and threshold
+events live.
 
 A store is chosen by URI (``memory://``, ``sqlite:///path.db``, ``redis://host:port/db``). Every
-backend implements this one small interface and passes the same conformance tests.
+backend implements this one interface and passes the same conformance suite
+(``tests/stores/``). Money is integer nano-dollars; every method is atomic on its own, and
+:meth:`Store.admit` is atomic across all the budgets of one call (all or nothing).
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from ..budgets import Grant
 from ..records import CallRecord, TaskRecord
 
-__all__ = ["CallQuery", "Store", "TaskQuery"]
+__all__ = ["Admission", "CallQuery", "Charge", "Standing", "Store", "TaskQuery"]
+
+BudgetKey = tuple[str, str]
+"""(budget name, period window id)"""
+
+
+@dataclass(frozen=True)
+class Charge:
+    """One budget's part of a call's admission."""
+
+    budget: str
+    window: str
+    cap_nano: int
+    """The hard cap before grants (limit * hard_at); the store adds the budget's active grants."""
+    estimate_nano: int
+    """The call's pre-call upper bound, reserved if admitted."""
+    block_nano: int | None = None
+    """Refuse when committed spend has reached this (a budget in review with ``review_action="block"``)."""
+    window_end: datetime | None = None
+    """When the period ends (a store may expire the window's data some time after)."""
+
+    @property
+    def key(self) -> BudgetKey:
+        return (self.budget, self.window)
+
+
+@dataclass(frozen=True)
+class Standing:
+    """A budget window as a store sees it."""
+
+    spent_nano: int = 0
+    reserved_nano: int = 0
+    """Active (unexpired) reservations of calls in flight."""
+    grant_nano: int = 0
+    """Active grants of the budget."""
+    refused: bool = False
+    """A call was refused in this window since the budget's last grant."""
+
+
+@dataclass(frozen=True)
+class Admission:
+    """The outcome of :meth:`Store.admit`: one standing per charge, as found before this call."""
+
+    standings: tuple[Standing, ...]
+    refused_index: int | None = None
+    """The first charge that refused the call (nothing was reserved), or ``None`` if admitted."""
+    refused_reason: str | None = None
+    """``"cap"`` (the hard cap) or ``"review"`` (a budget in review that blocks)."""
+
+    @property
+    def admitted(self) -> bool:
+        return self.refused_index is None
 
 
 @dataclass(frozen=True)
@@ -76,10 +131,6 @@ class Store(ABC):
     """One backend. Methods are thread-safe; the store owns the exactness of money (``Decimal``)."""
 
     @abstractmethod
-    def append_call(self, record: CallRecord) -> None:
-        """Add one settled call to the ledger."""
-
-    @abstractmethod
     def calls(self, query: CallQuery) -> Iterator[CallRecord]:
         """The ledger's calls matching ``query``, oldest first."""
 
@@ -98,6 +149,48 @@ class Store(ABC):
     @abstractmethod
     def tasks(self, query: TaskQuery) -> Iterator[TaskRecord]:
         """Finished tasks matching ``query``, oldest first, with their reviews, calls and cost."""
+
+    # -- budgets -------------------------------------------------------------------------------
+
+    @abstractmethod
+    def admit(self, reservation_id: str, charges: Sequence[Charge], now: datetime, ttl_s: float) -> Admission:
+        """Atomically, for all ``charges`` or none: admit when every budget has room
+        (``spent + reserved + estimate <= cap + grants``, and not blocked in review), reserving
+        each estimate under ``reservation_id`` until ``now + ttl_s``; otherwise mark the first
+        refusing window as refused and reserve nothing. Expired reservations do not count."""
+
+    @abstractmethod
+    def settle(
+        self, reservation_id: str | None, keys: Sequence[BudgetKey], cost_nano: int, record: CallRecord
+    ) -> tuple[Standing, ...]:
+        """Atomically commit ``cost_nano`` to each budget window in ``keys``, release the
+        reservation (if still held) and append ``record`` to the ledger. Returns the standings
+        after the commit, one per key."""
+
+    @abstractmethod
+    def refresh(self, reservation_id: str, keys: Sequence[BudgetKey], now: datetime, ttl_s: float) -> None:
+        """Keep a reservation alive until ``now + ttl_s`` (a long stream still being read)."""
+
+    @abstractmethod
+    def standing(self, key: BudgetKey, now: datetime) -> Standing:
+        """The current standing of one budget window."""
+
+    @abstractmethod
+    def add_grant(self, grant: Grant) -> None:
+        """Store a grant; the budget's refused flags are cleared (its cap was raised)."""
+
+    @abstractmethod
+    def revoke_grant(self, grant_id: str) -> Grant | None:
+        """Revoke a grant; returns it (revoked) or ``None`` if no such grant exists."""
+
+    @abstractmethod
+    def grants(self, budget: str | None = None) -> list[Grant]:
+        """Every grant (active, expired and revoked), oldest first, optionally of one budget."""
+
+    @abstractmethod
+    def claim_event(self, key: BudgetKey, kind: str) -> bool:
+        """True for the first claim of ``kind`` (e.g. ``"alert"``) in a budget window across every
+        process sharing the store; False afterwards. Makes threshold events fire once."""
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections and files."""
