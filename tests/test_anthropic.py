@@ -10,7 +10,7 @@ import anthropic
 import pytest
 
 import tokenguard as tg
-from conftest import Otel, records
+from support import Otel, records
 from tokenguard.testing import FakeUsage
 
 MSG = [{"role": "user", "content": "Classify this ticket."}]

@@ -10,7 +10,7 @@ import openai
 import pytest
 
 import tokenguard as tg
-from conftest import records
+from support import records
 from tokenguard.testing import FakeUsage
 
 MSG = [{"role": "user", "content": "hi"}]

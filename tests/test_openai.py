@@ -11,7 +11,7 @@ import openai
 import pytest
 
 import tokenguard as tg
-from conftest import Otel, records
+from support import Otel, records
 from tokenguard.testing import FakeLLMServer, FakeUsage
 
 MSG = [{"role": "user", "content": "Summarize the ticket please."}]

@@ -436,7 +436,7 @@ class Guard:
         rid, keys = call.reservation if call.reservation is not None else (None, ())
         cost_nano = to_nano(record.cost_usd) if record.cost_usd else 0
         try:
-            standings = self.store.settle(rid, keys, cost_nano, record)
+            standings = self.store.settle(rid, keys, cost_nano, record, datetime.now(timezone.utc))
         except Exception:
             # Spooling and replay of records during an outage arrive with the persistent stores;
             # until then the record is at least logged in full, never silently dropped.

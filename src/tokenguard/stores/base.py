@@ -161,11 +161,16 @@ class Store(ABC):
 
     @abstractmethod
     def settle(
-        self, reservation_id: str | None, keys: Sequence[BudgetKey], cost_nano: int, record: CallRecord
+        self,
+        reservation_id: str | None,
+        keys: Sequence[BudgetKey],
+        cost_nano: int,
+        record: CallRecord,
+        now: datetime,
     ) -> tuple[Standing, ...]:
         """Atomically commit ``cost_nano`` to each budget window in ``keys``, release the
-        reservation (if still held) and append ``record`` to the ledger. Returns the standings
-        after the commit, one per key."""
+        reservation (if still held) and append ``record`` to the ledger. Returns the standings at
+        ``now``, after the commit, one per key."""
 
     @abstractmethod
     def refresh(self, reservation_id: str, keys: Sequence[BudgetKey], now: datetime, ttl_s: float) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
-from datetime import datetime, timezone
+from datetime import datetime
 from decimal import Decimal
 
 from ..budgets import Grant, to_nano
@@ -99,7 +99,12 @@ class MemoryStore(Store):
             return Admission(standings)
 
     def settle(
-        self, reservation_id: str | None, keys: Sequence[BudgetKey], cost_nano: int, record: CallRecord
+        self,
+        reservation_id: str | None,
+        keys: Sequence[BudgetKey],
+        cost_nano: int,
+        record: CallRecord,
+        now: datetime,
     ) -> tuple[Standing, ...]:
         with self._lock:
             if reservation_id is not None:
@@ -110,7 +115,6 @@ class MemoryStore(Store):
             if record.task_id is not None:
                 calls, cost = self._task_totals.get(record.task_id, (0, Decimal(0)))
                 self._task_totals[record.task_id] = (calls + 1, cost + (record.cost_usd or 0))
-            now = datetime.now(timezone.utc)
             return tuple(self._standing(key, now.timestamp(), now) for key in keys)
 
     def refresh(self, reservation_id: str, keys: Sequence[BudgetKey], now: datetime, ttl_s: float) -> None:
