@@ -9,7 +9,7 @@ from .base import CallQuery, Store, TaskQuery
 
 __all__ = ["CallQuery", "Store", "TaskQuery", "open_store"]
 
-SUPPORTED = ("memory://",)
+SUPPORTED = ("memory://", "sqlite:///path.db", "redis://host:port/db", "rediss://host:port/db")
 
 
 def open_store(uri: str | Store) -> Store:
@@ -27,6 +27,14 @@ def open_store(uri: str | Store) -> Store:
         from .memory import MemoryStore
 
         return MemoryStore()
+    if scheme == "sqlite":
+        from .sqlite import SQLiteStore
+
+        return SQLiteStore.from_uri(uri)
+    if scheme in ("redis", "rediss"):
+        from .redis import RedisStore
+
+        return RedisStore.from_uri(uri)
     raise ConfigError(
         f"store URI {uri!r} is not supported: use one of {', '.join(SUPPORTED)}"
         + (" (no scheme found; a URI looks like 'memory://')" if not scheme else "")
