@@ -13,8 +13,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from support import require_service
 
+from support import require_service
 from tokenguard.stores import Store, open_store
 
 StoreFactory = Callable[[], Store]
