@@ -218,3 +218,14 @@ def test_periods_and_timezones():
     assert total.window_id(datetime.now(timezone.utc)) == "total"
     with pytest.raises(tg.ConfigError):
         tg.Guard(budgets=[tg.Budget("x", limit_usd=1), tg.Budget("x", limit_usd=2)])
+
+
+def test_stream_being_read_keeps_its_reservation_alive(fake_llm):
+    guard = tg.Guard(telemetry=False, budgets=[tg.Budget("k", limit_usd=10)], reservation_ttl_s=0.3)
+    client = client_for(guard, fake_llm)
+    fake_llm.set_chunk_delay(0.03)  # 20 chunks over ~0.6 s: twice the TTL
+    seen = []
+    for _ in client.chat.completions.create(model="gpt-4o-mini", messages=MSG, max_tokens=10, stream=True):
+        seen.append(guard.budget_status()[0].reserved_usd)
+    assert all(r > 0 for r in seen)  # never expired while being read
+    assert guard.budget_status()[0].reserved_usd == 0

@@ -450,6 +450,16 @@ class Guard:
             for kind in _LADDER[: _LADDER_RANK[state]]:
                 self._event(budget, key, kind, standing, cap)
 
+    def refresh(self, call: Call) -> None:
+        """Keep a call's budget reservation alive (a long stream still being read)."""
+        if call.reservation is None:
+            return
+        rid, keys = call.reservation
+        try:
+            self.store.refresh(rid, keys, datetime.now(timezone.utc), self.reservation_ttl_s)
+        except Exception:
+            log.warning("tokenguard could not refresh a reservation; it may expire before the stream ends")
+
     def _event(self, budget: Budget, key: BudgetKey, kind: str, standing: Standing, cap: Decimal) -> None:
         """Fire a threshold event once per budget, kind and period across every process."""
         try:

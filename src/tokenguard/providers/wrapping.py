@@ -25,6 +25,7 @@ import inspect
 import json
 import logging
 import sys
+import time
 import weakref
 from collections.abc import AsyncIterator, Iterator, Mapping
 from contextvars import ContextVar
@@ -257,12 +258,19 @@ def _observe(kit: _Kit, call: Call, result: Any, hide_usage: bool) -> Any:
 class _StreamWatch:
     """The settlement state of one stream, shared by its iterator wrapper and its close hook."""
 
-    __slots__ = ("acc", "call", "inner")
+    __slots__ = ("acc", "call", "inner", "refresh_at")
 
     def __init__(self, call: Call, acc: StreamAccumulator, inner: Any) -> None:
         self.call = call
         self.acc = acc
         self.inner = inner
+        # A stream being read keeps its budget reservation alive (refreshed every third of the TTL);
+        # one left unread lets it expire like any reservation of a dead process.
+        self.refresh_at = time.monotonic() + call.guard.reservation_ttl_s / 3 if call.reservation else None
+
+    def keep_alive(self) -> None:
+        self.refresh_at = time.monotonic() + self.call.guard.reservation_ttl_s / 3
+        self.call.guard.refresh(self.call)
 
     def finish(self, status: str = "", error: BaseException | None = None) -> None:
         if not self.call.settled:
@@ -300,6 +308,8 @@ def _iterate(inner: Iterator[Any], watch: _StreamWatch) -> Iterator[Any]:
         for item in inner:
             if watch.call.first_chunk_at is None:
                 watch.call.chunk()
+            if watch.refresh_at is not None and time.monotonic() >= watch.refresh_at:
+                watch.keep_alive()
             try:
                 keep = feed(item)
             except Exception as exc:
@@ -324,6 +334,8 @@ async def _aiterate(inner: AsyncIterator[Any], watch: _StreamWatch) -> AsyncIter
         async for item in inner:
             if watch.call.first_chunk_at is None:
                 watch.call.chunk()
+            if watch.refresh_at is not None and time.monotonic() >= watch.refresh_at:
+                watch.keep_alive()
             try:
                 keep = feed(item)
             except Exception as exc:
