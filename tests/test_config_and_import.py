@@ -109,3 +109,63 @@ print([s.name for s in exporter.get_finished_spans()], sorted(names))
     assert out.stdout.strip() == (
         "['chat gpt-4o-mini'] ['gen_ai.client.operation.duration', 'gen_ai.client.token.usage', 'tokenguard.cost']"
     )
+
+
+def test_budgets_in_policy_file(tmp_path: Path) -> None:
+    path = tmp_path / "tokenguard.toml"
+    path.write_text(
+        """
+admit_unpriced = true
+reservation_ttl_s = 120
+
+[[budgets]]
+name = "support"
+limit_usd = 500
+scope = { team = "support" }
+alert_at = 0.8
+review_at = 1.0
+hard_at = 1.2
+review_action = "downgrade"
+
+[[budgets]]
+name = "global"
+limit_usd = "2000.50"
+period = "quarter"
+timezone = "Europe/Paris"
+"""
+    )
+    guard = tg.Guard.from_file(path)
+    support, total = guard.budgets
+    assert (support.name, support.limit_usd, support.scope, support.review_action) == (
+        "support",
+        Decimal(500),
+        {"team": "support"},
+        "downgrade",
+    )
+    assert (total.limit_usd, total.period, total.timezone) == (Decimal("2000.50"), "quarter", "Europe/Paris")
+    assert guard.admit_unpriced and guard.reservation_ttl_s == 120
+
+
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        ('[[budgets]]\nname = "b"\nlimit_usd = 1\nperiod = "fortnight"', r"budgets\[0\]\.period"),
+        ('[[budgets]]\nname = "b"\nlimit_usd = 1\nlimt = 2', r"budgets\[0\]\.limt: unknown key"),
+        ('[[budgets]]\nname = "b"\nlimit_usd = 1\nalert_at = 2', r"budgets\[0\] \('b'\).*thresholds must rise"),
+        ("[[budgets]]\nlimit_usd = 1", r"budgets\[0\]\.name: Field required"),
+    ],
+)
+def test_bad_budgets_in_policy_file(tmp_path: Path, text: str, match: str) -> None:
+    path = tmp_path / "tokenguard.toml"
+    path.write_text(text)
+    with pytest.raises(tg.ConfigError, match=match):
+        tg.Guard.from_file(path)
+
+
+def test_tokenguard_config_names_the_default_guards_file(tmp_path: Path) -> None:
+    path = tmp_path / "policy.toml"
+    path.write_text('[[budgets]]\nname = "everything"\nlimit_usd = 5\n')
+    code = "import tokenguard as tg; from tokenguard.guard import default_guard; print(default_guard().budgets[0].name)"
+    env = {**__import__("os").environ, "TOKENGUARD_CONFIG": str(path)}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
+    assert out.stdout.strip() == "everything"

@@ -1,12 +1,22 @@
-"""The TOML policy file: top-level keys are ``Guard(...)`` arguments, ``[prices."<model>"]`` tables
-override prices. Unknown keys are errors; every error names the file, the key path and what is wrong.
+"""The TOML policy file: top-level keys are ``Guard(...)`` arguments, ``[[budgets]]`` tables are
+``Budget(...)`` arguments, ``[prices."<model>"]`` tables override prices. Unknown keys are errors;
+every error names the file, the key path and what is wrong.
 
 Example::
 
-    store = "memory://"
+    store = "sqlite:///tokenguard.db"
     on_store_error = "open"
     capture_content = false
     metric_tags = ["team", "app"]
+
+    [[budgets]]
+    name = "support"
+    limit_usd = 500
+    scope = { team = "support" }
+    period = "month"
+    alert_at = 0.8
+    review_at = 1.0
+    hard_at = 1.2
 
     [prices."ft:gpt-4o-mini:acme::abc123"]
     input_mtok = 0.30
@@ -21,6 +31,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from .budgets import Budget
 from .errors import ConfigError
 from .pricing import Price
 
@@ -41,6 +52,23 @@ class _PriceTable(BaseModel):
     cache_write_mtok: float | int | str | None = None
 
 
+Number = float | int | str
+
+
+class _BudgetTable(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    limit_usd: Number
+    scope: dict[str, str] = Field(default_factory=dict)
+    period: Literal["day", "week", "month", "quarter", "year", "total"] = "month"
+    alert_at: Number = "0.8"
+    review_at: Number = "1.0"
+    hard_at: Number = "1.2"
+    review_action: Literal["warn", "downgrade", "block"] = "warn"
+    timezone: str = "UTC"
+
+
 class _PolicyFile(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -49,6 +77,9 @@ class _PolicyFile(BaseModel):
     capture_content: bool = False
     telemetry: bool = True
     on_unknown_price: Literal["warn", "block"] = "warn"
+    admit_unpriced: bool = False
+    reservation_ttl_s: float = 600.0
+    budgets: list[_BudgetTable] = Field(default_factory=list)
     metric_tags: list[str] = Field(default_factory=lambda: ["team", "app"])
     prices: dict[str, _PriceTable] = Field(default_factory=dict)
 
@@ -86,6 +117,12 @@ def load_guard_kwargs(path: Path) -> dict[str, Any]:
             else:
                 problems.append(f"{where}: {err['msg']} (got {err.get('input')!r})")
         raise ConfigError(f"{path}: " + "; ".join(problems)) from None
+    budgets: list[Budget] = []
+    for i, table in enumerate(policy.budgets):
+        try:
+            budgets.append(Budget(**table.model_dump()))  # type: ignore[arg-type]
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: budgets[{i}] ({table.name!r}): {exc}") from None
     prices: dict[str, Price] = {}
     for model, table in policy.prices.items():
         try:
@@ -98,6 +135,9 @@ def load_guard_kwargs(path: Path) -> dict[str, Any]:
         "capture_content": policy.capture_content,
         "telemetry": policy.telemetry,
         "on_unknown_price": policy.on_unknown_price,
+        "admit_unpriced": policy.admit_unpriced,
+        "reservation_ttl_s": policy.reservation_ttl_s,
+        "budgets": budgets,
         "metric_tags": tuple(policy.metric_tags),
         "prices": prices,
     }

@@ -767,12 +767,15 @@ def configure(guard: Guard | None = None, /, **kwargs: Any) -> Guard:
 
 
 def default_guard() -> Guard:
-    """The process-wide default Guard, created with defaults (``memory://``) on first use."""
+    """The process-wide default Guard: the one given to :func:`configure`, else one built on first
+    use from the policy file named by the ``TOKENGUARD_CONFIG`` environment variable, else a
+    Guard with defaults (``memory://``)."""
     global _default
     if _default is None:
         with _default_lock:
             if _default is None:
-                _default = Guard()
+                path = os.environ.get("TOKENGUARD_CONFIG")
+                _default = Guard.from_file(path) if path else Guard()
     return _default
 
 
