@@ -118,11 +118,11 @@ def load_guard_kwargs(path: Path) -> dict[str, Any]:
                 problems.append(f"{where}: {err['msg']} (got {err.get('input')!r})")
         raise ConfigError(f"{path}: " + "; ".join(problems)) from None
     budgets: list[Budget] = []
-    for i, table in enumerate(policy.budgets):
+    for i, budget_table in enumerate(policy.budgets):
         try:
-            budgets.append(Budget(**table.model_dump()))  # type: ignore[arg-type]
+            budgets.append(Budget(**budget_table.model_dump()))
         except ConfigError as exc:
-            raise ConfigError(f"{path}: budgets[{i}] ({table.name!r}): {exc}") from None
+            raise ConfigError(f"{path}: budgets[{i}] ({budget_table.name!r}): {exc}") from None
     prices: dict[str, Price] = {}
     for model, table in policy.prices.items():
         try:
