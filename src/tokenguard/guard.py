@@ -29,6 +29,7 @@ from .periods import window
 from .pricing import Price, PriceBook, Rates, Usage, to_decimal
 from .providers.base import CallRequest, CallResult
 from .records import CallRecord, CallStatus, TaskRecord
+from .spool import Spool
 from .stores import CallQuery, Store, TaskQuery, open_store
 from .stores.base import BudgetKey, Charge, Review, Standing
 from .telemetry import Telemetry
@@ -139,6 +140,8 @@ class Guard:
       (by default such calls are refused by any budget in scope: their cost cannot be bounded).
     * ``reservation_ttl_s``: how long a call's reservation holds if its process dies mid-call; a
       stream being read keeps its reservation alive.
+    * ``spool_dir``: where settlements wait while the store is down (default: a ``tokenguard-spool``
+      folder in the temporary directory), replayed when it answers again.
     * ``on_event``: called with a :class:`~tokenguard.budgets.BudgetEvent` once per budget,
       threshold and period (alert, review, exceeded, exception used), across processes.
     """
@@ -159,6 +162,7 @@ class Guard:
         admit_unpriced: bool = False,
         reservation_ttl_s: float = 600.0,
         on_event: Callable[[BudgetEvent], None] | None = None,
+        spool_dir: str | os.PathLike[str] | None = None,
     ) -> None:
         if on_store_error not in ("open", "closed"):
             raise ConfigError(f"on_store_error must be 'open' or 'closed', got {on_store_error!r}")
@@ -171,6 +175,7 @@ class Guard:
             raise ConfigError(f"reservation_ttl_s must be > 0 seconds, got {reservation_ttl_s!r}")
         self.reservation_ttl_s = float(reservation_ttl_s)
         self.on_event = on_event
+        self.spool = Spool(spool_dir)
         if isinstance(metric_tags, str) or not all(isinstance(k, str) for k in metric_tags):
             raise ConfigError(f"metric_tags must be a sequence of tag keys, got {metric_tags!r}")
         self.store = open_store(store)
@@ -436,11 +441,23 @@ class Guard:
         rid, keys = call.reservation if call.reservation is not None else (None, ())
         cost_nano = to_nano(record.cost_usd) if record.cost_usd else 0
         try:
+            if self.spool.pending:
+                self._replay_spool()
             standings = self.store.settle(rid, keys, cost_nano, record, datetime.now(timezone.utc))
-        except Exception:
-            # Spooling and replay of records during an outage arrive with the persistent stores;
-            # until then the record is at least logged in full, never silently dropped.
-            log.exception("tokenguard could not write call record %s to its store: %r", record.id, record)
+        except Exception as exc:
+            # The call happened: its cost must reach the ledger and the budgets once the store is
+            # back. Keep it in this process's spool file, replayed in order on a later settlement.
+            try:
+                self.spool.add(rid, keys, cost_nano, record)
+            except Exception:
+                log.exception("tokenguard could neither store nor spool call record %r", record)
+                return
+            log.warning(
+                "tokenguard's store failed (%s); call record %s is spooled to %s and will be replayed",
+                type(exc).__name__,
+                record.id,
+                self.spool.path,
+            )
             return
         for key, standing in zip(keys, standings, strict=False):
             budget = next(b for b in call.budgets if b.name == key[0])
@@ -449,6 +466,13 @@ class Guard:
             # Every threshold up to the state reached fires (once per period: the store dedups).
             for kind in _LADDER[: _LADDER_RANK[state]]:
                 self._event(budget, key, kind, standing, cap)
+
+    def _replay_spool(self) -> None:
+        replayed = self.spool.replay(
+            lambda rid, keys, cost, record: self.store.settle(rid, keys, cost, record, datetime.now(timezone.utc))
+        )
+        if replayed:
+            log.warning("tokenguard replayed %d spooled call records into its store", replayed)
 
     def refresh(self, call: Call) -> None:
         """Keep a call's budget reservation alive (a long stream still being read)."""
