@@ -229,3 +229,17 @@ def test_stream_being_read_keeps_its_reservation_alive(fake_llm):
         seen.append(guard.budget_status()[0].reserved_usd)
     assert all(r > 0 for r in seen)  # never expired while being read
     assert guard.budget_status()[0].reserved_usd == 0
+
+
+def test_threshold_events_are_span_events(fake_llm, otel):
+    guard = tg.Guard(
+        tracer_provider=otel.tracer_provider,
+        meter_provider=otel.meter_provider,
+        budgets=[tg.Budget("e", limit_usd="0.15", alert_at="0.5")],
+    )
+    client = client_for(guard, fake_llm)
+    call(client)
+    [span] = otel.finished()
+    assert [e.name for e in span.events] == ["tokenguard.budget.alert", "tokenguard.budget.review"]
+    assert span.events[0].attributes["tokenguard.budget.name"] == "e"
+    assert "budget:e:ok" in span.attributes["tokenguard.decisions"]

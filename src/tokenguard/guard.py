@@ -286,7 +286,7 @@ class Guard:
                 and (standing.spent_nano + standing.reserved_nano + charge.estimate_nano > charge.cap_nano)
             ):
                 call.decisions.extend(f"grant:{g.id}" for g in self.store.grants(budget.name) if g.active(now))
-                self._event(budget, charge.key, "exception_used", standing, cap)
+                self._event(call, budget, charge.key, "exception_used", standing, cap)
         if admission.admitted:
             call.reservation = (rid, tuple(c.key for c in charges))
             return
@@ -295,7 +295,7 @@ class Guard:
         budget, charge, standing = matching[i], charges[i], admission.standings[i]
         cap = from_nano(charge.cap_nano + standing.grant_nano)
         call.decisions.append(f"budget:{budget.name}:blocked")
-        self._event(budget, charge.key, "exceeded", standing, cap)
+        self._event(call, budget, charge.key, "exceeded", standing, cap)
         error: Exception
         if admission.refused_reason == "review":
             error = PolicyViolation(
@@ -465,7 +465,7 @@ class Guard:
             state = budget.state(from_nano(standing.spent_nano), cap, from_nano(standing.reserved_nano), refused=False)
             # Every threshold up to the state reached fires (once per period: the store dedups).
             for kind in _LADDER[: _LADDER_RANK[state]]:
-                self._event(budget, key, kind, standing, cap)
+                self._event(call, budget, key, kind, standing, cap)
 
     def _replay_spool(self) -> None:
         replayed = self.spool.replay(
@@ -484,7 +484,7 @@ class Guard:
         except Exception:
             log.warning("tokenguard could not refresh a reservation; it may expire before the stream ends")
 
-    def _event(self, budget: Budget, key: BudgetKey, kind: str, standing: Standing, cap: Decimal) -> None:
+    def _event(self, call: Call, budget: Budget, key: BudgetKey, kind: str, standing: Standing, cap: Decimal) -> None:
         """Fire a threshold event once per budget, kind and period across every process."""
         try:
             if not self.store.claim_event(key, kind):
@@ -500,6 +500,16 @@ class Guard:
             limit_usd=budget.limit_usd,
             cap_usd=cap,
         )
+        if call.span is not None and call.span.is_recording():
+            call.span.add_event(
+                f"tokenguard.budget.{kind}",
+                {
+                    "tokenguard.budget.name": budget.name,
+                    "tokenguard.budget.window": key[1],
+                    "tokenguard.budget.spent_usd": float(event.spent_usd),
+                    "tokenguard.budget.cap_usd": float(cap),
+                },
+            )
         log.warning(
             "tokenguard budget %r: %s (spent $%s of $%s, cap $%s)",
             budget.name,
