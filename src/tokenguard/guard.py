@@ -17,6 +17,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime, timezone
 from decimal import Decimal
 from pathlib import Path
@@ -175,6 +176,7 @@ class Guard:
             raise ConfigError(f"reservation_ttl_s must be > 0 seconds, got {reservation_ttl_s!r}")
         self.reservation_ttl_s = float(reservation_ttl_s)
         self.on_event = on_event
+        self._charges: dict[str, tuple[datetime, datetime, Charge]] = {}
         self.spool = Spool(spool_dir)
         if isinstance(metric_tags, str) or not all(isinstance(k, str) for k in metric_tags):
             raise ConfigError(f"metric_tags must be a sequence of tag keys, got {metric_tags!r}")
@@ -253,19 +255,7 @@ class Guard:
         else:
             estimate_nano = to_nano(call.estimate, up=True)
         now = call.started
-        charges = []
-        for b in matching:
-            _, end = b.window(now)
-            charges.append(
-                Charge(
-                    budget=b.name,
-                    window=b.window_id(now),
-                    cap_nano=to_nano(b.cap_usd),
-                    estimate_nano=estimate_nano,
-                    block_nano=to_nano(b.limit_usd * b.review_at) if b.review_action == "block" else None,
-                    window_end=end,
-                )
-            )
+        charges = [self._charge(b, now, estimate_nano) for b in matching]
         rid = _new_id()
         try:
             admission = self.store.admit(rid, charges, now, self.reservation_ttl_s)
@@ -473,6 +463,22 @@ class Guard:
         )
         if replayed:
             log.warning("tokenguard replayed %d spooled call records into its store", replayed)
+
+    def _charge(self, budget: Budget, now: datetime, estimate_nano: int) -> Charge:
+        # The period and the nano-dollar caps are computed once per period, not per call.
+        cached = self._charges.get(budget.name)
+        if cached is None or not (cached[0] <= now < cached[1]):
+            start, end = budget.window(now)
+            template = Charge(
+                budget=budget.name,
+                window=budget.window_id(now),
+                cap_nano=to_nano(budget.cap_usd),
+                estimate_nano=0,
+                block_nano=to_nano(budget.limit_usd * budget.review_at) if budget.review_action == "block" else None,
+                window_end=end,
+            )
+            cached = self._charges[budget.name] = (start or _EPOCH, end or _FOREVER, template)
+        return replace(cached[2], estimate_nano=estimate_nano)
 
     def refresh(self, call: Call) -> None:
         """Keep a call's budget reservation alive (a long stream still being read)."""
@@ -762,6 +768,8 @@ class Guard:
         self.store.close()
 
 
+_EPOCH = datetime.min.replace(tzinfo=timezone.utc)
+_FOREVER = datetime.max.replace(tzinfo=timezone.utc)
 _LADDER = ("alert", "review", "exceeded")
 _LADDER_RANK = {"ok": 0, "alert": 1, "review": 2, "exceeded": 3}
 
