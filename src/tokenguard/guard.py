@@ -261,6 +261,8 @@ class Guard:
             admission = self.store.admit(rid, charges, now, self.reservation_ttl_s)
         except Exception as exc:
             self._store_failed(call, exc, "admit")
+            # Let through unchecked (fail open): its cost still counts against the budgets at settle.
+            call.reservation = (rid, tuple(c.key for c in charges))
             return
         for charge, budget, standing in zip(charges, matching, admission.standings, strict=True):
             cap = from_nano(charge.cap_nano + standing.grant_nano)
