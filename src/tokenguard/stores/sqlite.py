@@ -20,6 +20,7 @@ import contextlib
 import json
 import logging
 import os
+import random
 import sqlite3
 import threading
 import time
@@ -48,6 +49,7 @@ MIN_SQLITE = (3, 24, 0)  # UPSERT
 DEFAULT_TIMEOUT_S = 5.0
 PAGE = 500  # rows per query when iterating the ledger
 
+_SQLITE_BUSY = 5
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _US = timedelta(microseconds=1)
 
@@ -135,7 +137,6 @@ CREATE TABLE IF NOT EXISTS reservations (
     PRIMARY KEY (rid, budget, win)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS reservations_key ON reservations (budget, win, expires_us);
-CREATE INDEX IF NOT EXISTS reservations_expiry ON reservations (expires_us);
 
 CREATE TABLE IF NOT EXISTS grants (
     seq INTEGER PRIMARY KEY,
@@ -207,11 +208,20 @@ _COMMIT_SPEND = (
     "INSERT INTO spend (budget, win, spent_nano, refused) VALUES (?, ?, ?, 0) "
     "ON CONFLICT (budget, win) DO UPDATE SET spent_nano = spent_nano + excluded.spent_nano"
 )
+_PURGE = "DELETE FROM reservations WHERE budget = ? AND win = ? AND expires_us <= ?"
 _RESERVE = "INSERT OR REPLACE INTO reservations (rid, budget, win, amount_nano, expires_us) VALUES (?, ?, ?, ?, ?)"
 _GRANT_COLUMNS = "id, budget, extra_usd, approved_by, reason, created_us, expires_us, revoked"
 # A tag filter that works for any key (a JSON path cannot quote every key); rows are checked again
 # in Python, so SQL only narrows.
 _TAG_FILTER = "EXISTS (SELECT 1 FROM json_each({table}.tags) AS j WHERE j.key = ? AND j.value = ? AND j.type = 'text')"
+
+
+def _busy(exc: sqlite3.OperationalError) -> bool:
+    """Whether another connection holds the lock (SQLITE_BUSY): worth waiting for."""
+    code = getattr(exc, "sqlite_errorcode", None)  # Python 3.11+
+    if isinstance(code, int):
+        return (code & 0xFF) == _SQLITE_BUSY
+    return "database is locked" in str(exc)
 
 
 def _us(dt: datetime) -> int:
@@ -425,16 +435,9 @@ class SQLiteStore(Store):
         return conn
 
     def _init(self, conn: sqlite3.Connection) -> None:
-        conn.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
-        deadline = time.monotonic() + self.timeout
-        while True:  # switching a new file to WAL takes a lock that SQLite does not wait for
-            try:
-                mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-                break
-            except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc) or time.monotonic() > deadline:
-                    raise
-                time.sleep(0.005)
+        # SQLite's busy handler waits for a lock held by another process (timeout= above); when two
+        # processes switch a new file to WAL at once, one fails at once and _run retries.
+        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
         if str(mode).lower() != "wal":
             log.warning(
                 "tokenguard's SQLite store %s could not use WAL mode (journal mode %r; e.g. a network file "
@@ -537,31 +540,41 @@ class SQLiteStore(Store):
             with contextlib.suppress(sqlite3.Error):
                 conn.close()
 
-    def _run(self, doing: str, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run ``fn`` on this process's connection (one statement each: autocommit snapshots)."""
-        with self._lock:
-            try:
-                return fn(self._connection())
-            except sqlite3.Error as exc:
-                raise self._error(exc, doing) from exc
+    def _run(self, doing: str, fn: Callable[[sqlite3.Connection], T], *, write: bool = False) -> T:
+        """Run ``fn`` on this process's connection: as one write transaction taken at its start
+        (``BEGIN IMMEDIATE``: what it reads cannot change before it commits, in any thread or
+        process) when ``write``, else in autocommit (each statement sees one snapshot).
 
-    def _write(self, doing: str, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run ``fn`` in one write transaction, taken at its start (``BEGIN IMMEDIATE``), so what it
-        reads cannot change before it commits, in any thread or process."""
+        While another process holds the write lock, SQLite's busy handler waits (up to ``timeout``
+        seconds). The few cases where SQLite reports "busy" without waiting (e.g. two processes
+        switching a new file to WAL at once) are retried here until the same deadline."""
         with self._lock:
-            try:
-                conn = self._connection()
-                conn.execute("BEGIN IMMEDIATE")
+            deadline = time.monotonic() + self.timeout
+            delay = 1e-3
+            while True:
                 try:
-                    result = fn(conn)
-                    conn.execute("COMMIT")
-                except BaseException:
-                    if conn.in_transaction:
-                        conn.execute("ROLLBACK")
-                    raise
-                return result
-            except sqlite3.Error as exc:
-                raise self._error(exc, doing) from exc
+                    conn = self._connection()
+                    if not write:
+                        return fn(conn)
+                    conn.execute("BEGIN IMMEDIATE")
+                    try:
+                        result = fn(conn)
+                        conn.execute("COMMIT")
+                    except BaseException:
+                        if conn.in_transaction:
+                            conn.execute("ROLLBACK")
+                        raise
+                    return result
+                except sqlite3.OperationalError as exc:
+                    if not _busy(exc):
+                        raise self._error(exc, doing) from exc
+                    now = time.monotonic()
+                    if now >= deadline:
+                        raise self._error(exc, doing) from exc
+                    time.sleep(min(delay * (0.5 + random.random()), deadline - now))
+                    delay = min(delay * 2, 0.05)
+                except sqlite3.Error as exc:
+                    raise self._error(exc, doing) from exc
 
     def close(self) -> None:
         with self._lock:
@@ -583,9 +596,6 @@ class SQLiteStore(Store):
         if query.until is not None:
             where.append("time_us < ?")
             params.append(_us(query.until))
-        if query.model is not None:
-            where.append("(request_model = ? OR response_model = ?)")
-            params += [query.model, query.model]
         if query.task_id is not None:
             where.append("task_id = ?")
             params.append(query.task_id)
@@ -596,14 +606,26 @@ class SQLiteStore(Store):
             for key, value in query.tags.items():
                 where.append(_TAG_FILTER.format(table="calls"))
                 params += [key, value]
+        # A model matches the requested or the responding model: one branch per index, merged in
+        # time order by SQLite (an OR would sort every remaining match again for each page).
+        branches: list[tuple[str, list[object]]] = [("", [])]
+        if query.model is not None:
+            branches = [
+                ("request_model = ?", [query.model]),
+                ("response_model = ? AND request_model != ?", [query.model, query.model]),
+            ]
 
         def page(conn: sqlite3.Connection, after: tuple[int, int] | None, last: int) -> list[Any]:
-            clauses = [*where, "seq <= ?"]
-            args = [*params, last]
-            if after is not None:
-                clauses.append("(time_us, seq) > (?, ?)")
-                args += after
-            sql = f"{_SELECT_CALLS} WHERE {' AND '.join(clauses)} ORDER BY time_us, seq LIMIT {PAGE}"
+            selects: list[str] = []
+            args: list[object] = []
+            for condition, values in branches:
+                clauses = [*([condition] if condition else []), *where, "seq <= ?"]
+                args += [*values, *params, last]
+                if after is not None:
+                    clauses.append("(time_us, seq) > (?, ?)")
+                    args += after
+                selects.append(f"{_SELECT_CALLS} WHERE {' AND '.join(clauses)}")
+            sql = f"{' UNION ALL '.join(selects)} ORDER BY time_us, seq LIMIT {PAGE}"
             return conn.execute(sql, args).fetchall()
 
         def first(conn: sqlite3.Connection) -> tuple[int, list[Any]]:
@@ -697,7 +719,7 @@ class SQLiteStore(Store):
         )
 
         def read(conn: sqlite3.Connection) -> tuple[list[Any], dict[str, tuple[int, Decimal]]]:
-            conn.execute("BEGIN")  # tasks and their calls' totals from one snapshot
+            conn.execute("BEGIN")  # tasks and their calls' totals from one snapshot (read only)
             try:
                 rows = conn.execute(sql, params).fetchall()
                 totals: dict[str, tuple[int, Decimal]] = {}
@@ -711,7 +733,8 @@ class SQLiteStore(Store):
                     ):
                         totals[task_id] = (n, sum((Decimal(c) for c in (costs or "").split()), Decimal(0)))
             finally:
-                conn.execute("COMMIT")
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
             return rows, totals
 
         rows, totals = self._run("reading tasks", read)
@@ -751,7 +774,7 @@ class SQLiteStore(Store):
         now_us = _us(now)
 
         def admit(conn: sqlite3.Connection) -> Admission:
-            conn.execute("DELETE FROM reservations WHERE expires_us <= ?", (now_us,))
+            conn.executemany(_PURGE, [(c.budget, c.window, now_us) for c in charges])
             standings = tuple(self._standing(conn, c.key, now_us) for c in charges)
             for i, (charge, st) in enumerate(zip(charges, standings, strict=True)):
                 reason = None
@@ -763,13 +786,12 @@ class SQLiteStore(Store):
                     conn.execute(_REFUSE, charge.key)
                     return Admission(standings, i, reason)
             expires_us = now_us + round(ttl_s * 1_000_000)
-            conn.execute("DELETE FROM reservations WHERE rid = ?", (reservation_id,))
             conn.executemany(
                 _RESERVE, [(reservation_id, c.budget, c.window, c.estimate_nano, expires_us) for c in charges]
             )
             return Admission(standings)
 
-        return self._write("admitting a call", admit)
+        return self._run("admitting a call", admit, write=True)
 
     def settle(
         self,
@@ -790,7 +812,7 @@ class SQLiteStore(Store):
             conn.execute(_INSERT_CALL, row)
             return tuple(self._standing(conn, key, now_us) for key in keys)
 
-        return self._write("settling a call", settle)
+        return self._run("settling a call", settle, write=True)
 
     def refresh(self, reservation_id: str, keys: Sequence[BudgetKey], now: datetime, ttl_s: float) -> None:
         expires_us = _us(now) + round(ttl_s * 1_000_000)
@@ -829,7 +851,7 @@ class SQLiteStore(Store):
             )
             conn.execute("UPDATE spend SET refused = 0 WHERE budget = ? AND refused", (grant.budget,))
 
-        self._write("adding a grant", add)
+        self._run("adding a grant", add, write=True)
 
     def revoke_grant(self, grant_id: str) -> Grant | None:
         def revoke(conn: sqlite3.Connection) -> Grant | None:
@@ -837,7 +859,7 @@ class SQLiteStore(Store):
             row = conn.execute(f"SELECT {_GRANT_COLUMNS} FROM grants WHERE id = ?", (grant_id,)).fetchone()
             return None if row is None else _grant(row)
 
-        return self._write("revoking a grant", revoke)
+        return self._run("revoking a grant", revoke, write=True)
 
     def grants(self, budget: str | None = None) -> list[Grant]:
         def read(conn: sqlite3.Connection) -> list[Any]:
