@@ -247,12 +247,13 @@ def test_task_record_values_stand_without_a_review(db: Path) -> None:
     store.close()
 
 
-def test_a_forked_child_uses_its_own_connection(db: Path) -> None:
+def test_a_forked_child_uses_its_own_connection_and_lock(db: Path) -> None:
     if not hasattr(os, "fork"):
         pytest.skip("no fork() here")
     store = SQLiteStore(db)
     store.settle(None, [KEY], 1, record(0), NOW)  # the parent is connected
-    pid = os.fork()
+    with store._lock:  # and busy in another thread, say, when it forks
+        pid = os.fork()
     if pid == 0:  # pragma: no cover - the child
         code = 1
         try:
@@ -472,7 +473,9 @@ def test_a_path_in_proc_cannot_be_opened() -> None:
 def test_a_read_only_file_is_a_clear_error(db: Path) -> None:
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         pytest.skip("root writes read-only files")
-    SQLiteStore(db).claim_event(KEY, "alert")
+    first = SQLiteStore(db)
+    first.claim_event(KEY, "alert")
+    first.close()
     for p in db.parent.iterdir():
         p.chmod(0o444)
     db.parent.chmod(0o555)

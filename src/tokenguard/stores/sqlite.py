@@ -24,6 +24,7 @@ import random
 import sqlite3
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
@@ -56,6 +57,21 @@ _US = timedelta(microseconds=1)
 # Forked children must not use (or close) a connection of their parent: SQLite forbids carrying a
 # connection across fork(). Abandoned connections are kept here so they are never finalized.
 _ABANDONED: list[sqlite3.Connection] = []
+_STORES: weakref.WeakSet[SQLiteStore] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    """A child of os.fork(): new locks (another thread of the parent may have held one), no
+    connections (each store opens its own on next use)."""
+    for store in list(_STORES):
+        store._lock = threading.Lock()
+        if store._conn is not None:
+            _ABANDONED.append(store._conn)
+            store._conn = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 class SQLiteStoreError(sqlite3.DatabaseError):
@@ -384,7 +400,8 @@ class SQLiteStore(Store):
     touches no file) and used under a lock: SQLite takes one writer at a time anyway, and the lock
     makes this process's threads queue without polling SQLite's busy handler (which sleeps in
     steps of 1 to 100 ms). Other processes (and other store objects) wait on SQLite's lock up to
-    ``timeout`` seconds. A forked child opens its own connection.
+    ``timeout`` seconds. A forked child opens its own connection (on os.fork(), and whenever the
+    process id changed since the connection was opened).
     """
 
     def __init__(self, path: str | os.PathLike[str], *, timeout: float = DEFAULT_TIMEOUT_S) -> None:
@@ -394,6 +411,7 @@ class SQLiteStore(Store):
         self._conn: sqlite3.Connection | None = None
         self._pid = 0
         self._json = True  # json_each available (checked on connect)
+        _STORES.add(self)
 
     @classmethod
     def from_uri(cls, uri: str) -> SQLiteStore:
