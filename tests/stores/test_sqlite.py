@@ -440,6 +440,7 @@ def test_a_database_of_another_application_is_refused(db: Path) -> None:
         SQLiteStore(db).standing(KEY, NOW)
     conn = sqlite3.connect(db)
     assert [r[0] for r in conn.execute("SELECT name FROM sqlite_master")] == ["theirs"]  # untouched
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
     conn.close()
 
 

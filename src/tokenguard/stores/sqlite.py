@@ -453,6 +453,20 @@ class SQLiteStore(Store):
         return conn
 
     def _init(self, conn: sqlite3.Connection) -> None:
+        app_id, version = (
+            conn.execute("PRAGMA application_id").fetchone()[0],
+            conn.execute("PRAGMA user_version").fetchone()[0],
+        )
+        if app_id not in (0, APPLICATION_ID):
+            raise SQLiteStoreError(
+                f"{self.path} is a SQLite database of another application (application_id {app_id:#x}), "
+                f"not tokenguard's; point store='sqlite:///...' at a file of its own"
+            )
+        if version > SCHEMA_VERSION:
+            raise SQLiteStoreError(
+                f"{self.path} was written by a newer tokenguard (schema {version}, this one knows "
+                f"{SCHEMA_VERSION}); upgrade tokenguard in this environment"
+            )
         # SQLite's busy handler waits for a lock held by another process (timeout= above); when two
         # processes switch a new file to WAL at once, one fails at once and _run retries.
         mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
@@ -468,20 +482,6 @@ class SQLiteStore(Store):
             conn.execute("SELECT json_each.key FROM json_each('{}')").fetchall()
         except sqlite3.OperationalError:
             self._json = False  # tags are then filtered in Python only
-        app_id, version = (
-            conn.execute("PRAGMA application_id").fetchone()[0],
-            conn.execute("PRAGMA user_version").fetchone()[0],
-        )
-        if app_id not in (0, APPLICATION_ID):
-            raise SQLiteStoreError(
-                f"{self.path} is a SQLite database of another application (application_id {app_id:#x}), "
-                f"not tokenguard's; point store='sqlite:///...' at a file of its own"
-            )
-        if version > SCHEMA_VERSION:
-            raise SQLiteStoreError(
-                f"{self.path} was written by a newer tokenguard (schema {version}, this one knows "
-                f"{SCHEMA_VERSION}); upgrade tokenguard in this environment"
-            )
         if version == SCHEMA_VERSION:
             return
         conn.execute("BEGIN IMMEDIATE")
