@@ -24,16 +24,23 @@ store lives in one slot and every script's keys are co-located):
 
 * ``P:w:<budget>:<window>`` (hash): ``spent`` and ``reserved`` (integer nano-dollars, ``HINCRBY``),
   ``r:<reservation id>`` (each reservation's amount), ``refused`` (the grant generation of the
-  budget when a call was refused), ``e:<kind>`` (threshold events claimed).
-* ``P:x:<budget>:<window>`` (sorted set): reservation ids scored by their expiry (µs since epoch).
-  Both window keys expire 7 days after the period ends (``total`` windows never expire); keys a
-  settle or an event creates before any admission get a 400-day fallback expiry.
+  budget when a call was refused), ``e:<kind>`` (threshold events claimed), ``at`` (the expiry
+  last set on the window's keys, so admissions set it once, not every time).
+* ``P:x:<budget>:<window>`` (sorted set): reservation ids scored by their expiry (µs since epoch),
+  and a member ``''`` scored ``+inf`` so that the set, when empty, is not deleted with its expiry.
+  Both window keys expire 7 days after the period ends, and at least 7 days from the admission
+  (``total`` windows never expire); a window hash that a settle or an event creates before any
+  admission gets a 400-day fallback expiry.
 * ``P:g:<budget>`` (hash): ``g:<grant id>`` -> ``"<nano> <created µs> <expires µs>"`` for grants
   not revoked, and ``gen``, bumped by every new grant (clears the budget's refused flags).
 * ``P:grants`` (hash, grant id -> JSON) and ``P:grants:order`` (sorted set): every grant, ever.
 * ``P:ledger`` (stream): one entry per call record, field ``r`` = the record's JSON (defaults left
-  out, ``Decimal`` as a string, so costs round-trip exactly). About 440 bytes of server memory per
-  record of the size the conformance suite writes (a 390-byte JSON): 1M records ≈ 0.44 GB.
+  out, ``Decimal`` as a string, so costs round-trip exactly). Server memory per record is its JSON
+  plus 50-100 bytes (``MEMORY USAGE`` over 10,000 records, Redis 7.0): about 245 bytes for a bare
+  record, about 660 bytes for a typical governed call (three tags, a task, a response id, two
+  budget decisions). The default retention of 1,000,000 records thus holds 0.25-0.66 GB; size
+  ``retention`` to the history your reports need. Use a ``noeviction`` memory policy: evicted budget
+  keys would forget spend.
 * ``P:tasks`` (hash, id -> JSON), ``P:tasks:order`` (sorted set), ``P:reviews`` (hash, id -> JSON),
   ``P:t:<task id>`` (hash): a task's ``calls`` and exact cost as base-10⁹ limbs ``d<k>`` (the sum of
   ``limb * 10**(9k)``) plus ``exp``, the smallest exponent of its costs, so a task's ``cost_usd`` is
@@ -44,14 +51,17 @@ Admission is one Lua script (one round trip, ``EVALSHA``): it drops the expired 
 each window, sums spent, reserved and the budget's active grants, and either reserves in every
 window or marks the first refusing one. Settle is one script too: commit, release, ``XADD`` to the
 ledger, task totals, standings. Comparisons inside Lua use doubles: exact while a window's sums stay
-below 2**53 nano-dollars (about $9M); the stored amounts are 64-bit integers either way.
+below 2**53 nano-dollars (about $9M); the stored amounts are 64-bit integers either way. The ledger
+is read with ``XRANGE`` in batches and filtered in Python (no secondary index): a report reads the
+whole retained stream.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
@@ -78,6 +88,8 @@ FALLBACK_TTL = timedelta(days=400)
 TASK_TTL = timedelta(days=30)
 """A running task's totals expire this long after its last call unless the task is recorded."""
 
+_FALLBACK_TTL_MS = int(FALLBACK_TTL.total_seconds() * 1000)
+_TASK_TTL_S = int(TASK_TTL.total_seconds())
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _US = timedelta(microseconds=1)
 _PREFIX_RE = re.compile(r"[A-Za-z0-9_.:-]{1,100}")
@@ -348,7 +360,8 @@ def _review_json(review: Review) -> str:
 
 # -- Lua -------------------------------------------------------------------------------------------
 # Amounts travel as decimal strings and are changed with HINCRBY (64-bit exact); Lua numbers are only
-# compared or returned as integer replies (exact below 2**53), never formatted back into strings.
+# compared, or formatted with %.0f (exact below 2**53), never with tostring (14 digits). Replies pack
+# each budget window's figures into one string: fewer RESP elements to parse on the hot path.
 
 _LUA_COMMON = """
 local function negate(s)
@@ -356,12 +369,10 @@ local function negate(s)
   return '-' .. s
 end
 
--- Drop reservation r's amount from window hash w (if it is still held there).
-local function release(w, r)
-  local field = 'r:' .. r
-  local amount = redis.call('HGET', w, field)
+-- Drop reservation r's amount (already read: amount, or false) from window hash w.
+local function release(w, r, amount)
   if amount then
-    redis.call('HDEL', w, field)
+    redis.call('HDEL', w, 'r:' .. r)
     if amount ~= '0' then redis.call('HINCRBY', w, 'reserved', negate(amount)) end
   end
 end
@@ -381,16 +392,18 @@ local function grants(g, now)
   return sum, gen
 end
 
--- spent, reserved (held), reserved but expired at now, grants, refused: a standing without writes.
-local function standing(w, x, g, now)
-  local h = redis.call('HMGET', w, 'spent', 'reserved', 'refused')
-  local expired = 0
+-- The sum of the reservations in window (w, x) that have expired at now but are still held.
+local function expired(w, x, now)
+  local sum = 0
   for _, r in ipairs(redis.call('ZRANGEBYSCORE', x, '-inf', now)) do
     local amount = redis.call('HGET', w, 'r:' .. r)
-    if amount then expired = expired + tonumber(amount) end
+    if amount then sum = sum + tonumber(amount) end
   end
-  local grant, gen = grants(g, now)
-  return {h[1] or '0', h[2] or '0', expired, grant, (h[3] == gen) and 1 or 0}
+  return sum
+end
+
+local function int(n)
+  return string.format('%.0f', n)
 end
 """
 
@@ -398,57 +411,64 @@ _ADMIT = (
     _LUA_COMMON
     + """
 -- KEYS: per charge, its window hash, reservation set and budget grants hash.
--- ARGV: reservation id, now (µs), expiry (µs), then per charge: estimate, cap, block ('' = none),
---       expiry of the window's keys (ms since epoch, '' = never).
+-- ARGV: reservation id, now (µs), expiry (µs), then per charge "estimate cap block expire_at" (block
+--       '-' = none; expire_at: the window keys' expiry in ms since the epoch, '-' = never).
+-- Reply: refusing charge (1-based, 0 = admitted), reason, then per charge "spent reserved grants
+--        refused" as found (after dropping expired reservations).
+-- The window hash remembers the expiry set on both window keys (field 'at'); the reservation set keeps
+-- a member '' scored +inf so that it is never deleted when empty and keeps its expiry.
 local rid, now, expires = ARGV[1], tonumber(ARGV[2]), ARGV[3]
 local n = #KEYS / 3
-local out, gens = {0, ''}, {}
+local out, gens, est, at, had = {0, ''}, {}, {}, {}, {}
 local refused, reason = 0, ''
 for i = 1, n do
-  local w, x, g, a = KEYS[3 * i - 2], KEYS[3 * i - 1], KEYS[3 * i], 4 * i
+  local w, x, g = KEYS[3 * i - 2], KEYS[3 * i - 1], KEYS[3 * i]
+  local e, cap, block, a = string.match(ARGV[3 + i], '^(%S+) (%S+) (%S+) (%S+)$')
+  est[i], at[i] = e, a
   local gone = redis.call('ZRANGEBYSCORE', x, '-inf', now)
   if #gone > 0 then
-    for _, r in ipairs(gone) do release(w, r) end
+    for _, r in ipairs(gone) do release(w, r, redis.call('HGET', w, 'r:' .. r)) end
     redis.call('ZREMRANGEBYSCORE', x, '-inf', now)
   end
-  local h = redis.call('HMGET', w, 'spent', 'reserved', 'refused')
+  local h = redis.call('HMGET', w, 'spent', 'reserved', 'refused', 'at')
   local spent, reserved = h[1] or '0', h[2] or '0'
   local grant, gen = grants(g, now)
-  gens[i] = gen
-  out[#out + 1] = spent
-  out[#out + 1] = reserved
-  out[#out + 1] = grant
-  out[#out + 1] = (h[3] == gen) and 1 or 0
+  gens[i], had[i] = gen, h[4]
+  out[i + 2] = spent .. ' ' .. reserved .. ' ' .. int(grant) .. ((h[3] == gen) and ' 1' or ' 0')
   if refused == 0 then
     local s = tonumber(spent)
-    if ARGV[a + 2] ~= '' and s >= tonumber(ARGV[a + 2]) then
+    if block ~= '-' and s >= tonumber(block) then
       refused, reason = i, 'review'
-    elseif s + tonumber(reserved) + tonumber(ARGV[a]) > tonumber(ARGV[a + 1]) + grant then
+    elseif s + tonumber(reserved) + tonumber(e) > tonumber(cap) + grant then
       refused, reason = i, 'cap'
     end
   end
 end
-local function expire(w, x, at)
-  if at == '' then
+local function expire(i)
+  local w, x, a = KEYS[3 * i - 2], KEYS[3 * i - 1], at[i]
+  if had[i] == a then return end
+  redis.call('ZADD', x, '+inf', '')
+  if a == '-' then
     redis.call('PERSIST', w)
     redis.call('PERSIST', x)
   else
-    redis.call('PEXPIREAT', w, at)
-    redis.call('PEXPIREAT', x, at)
+    redis.call('PEXPIREAT', w, a)
+    redis.call('PEXPIREAT', x, a)
   end
+  redis.call('HSET', w, 'at', a)
 end
 if refused > 0 then
-  local w, x = KEYS[3 * refused - 2], KEYS[3 * refused - 1]
-  redis.call('HSET', w, 'refused', gens[refused])
-  expire(w, x, ARGV[4 * refused + 3])
+  redis.call('HSET', KEYS[3 * refused - 2], 'refused', gens[refused])
+  expire(refused)
 else
   for i = 1, n do
-    local w, x, est = KEYS[3 * i - 2], KEYS[3 * i - 1], ARGV[4 * i]
-    release(w, rid)
-    redis.call('HSET', w, 'r:' .. rid, est)
-    if est ~= '0' then redis.call('HINCRBY', w, 'reserved', est) end
-    redis.call('ZADD', x, expires, rid)
-    expire(w, x, ARGV[4 * i + 3])
+    local w, x = KEYS[3 * i - 2], KEYS[3 * i - 1]
+    if redis.call('ZADD', x, expires, rid) == 0 then  -- an id admitted again replaces its reservation
+      release(w, rid, redis.call('HGET', w, 'r:' .. rid))
+    end
+    redis.call('HSET', w, 'r:' .. rid, est[i])
+    if est[i] ~= '0' then redis.call('HINCRBY', w, 'reserved', est[i]) end
+    expire(i)
   end
 end
 out[1], out[2] = refused, reason
@@ -463,20 +483,26 @@ _SETTLE = (
 --       reservation set, budget grants hash.
 -- ARGV: [1] reservation id ('' = none), [2] cost (nano), [3] now (µs), [4] record JSON,
 --       [5] ledger MAXLEN ('0' = unbounded), [6] task id ('' = none), [7] running task TTL (s),
---       [8] the cost's exponent ('' = no cost), [9] fallback window TTL (ms), [10] number of cost
---       limbs, then limbs as (field, value) pairs, then per window '1' to set the fallback TTL.
+--       [8] the cost's exponent ('' = none), [9] fallback window TTL (ms), [10] per window '1' to
+--       give its hash the fallback TTL if no admission set one, '0' not to, then the cost's limbs as
+--       (field, value) pairs.
+-- Reply: per window "spent reserved released expired grants refused" where spent and reserved are
+--        from before this commit and released is the amount of the reservation released.
 local rid, cost, now = ARGV[1], ARGV[2], tonumber(ARGV[3])
-local limbs = tonumber(ARGV[10])
-local flags = 10 + 2 * limbs
 local n = (#KEYS - 3) / 3
+local out = {}
 for i = 1, n do
-  local w, x = KEYS[3 * i + 1], KEYS[3 * i + 2]
-  if rid ~= '' then
-    release(w, rid)
+  local w, x, g = KEYS[3 * i + 1], KEYS[3 * i + 2], KEYS[3 * i + 3]
+  local h = redis.call('HMGET', w, 'spent', 'reserved', 'refused', 'at', 'r:' .. rid)
+  if h[5] then
+    release(w, rid, h[5])
     redis.call('ZREM', x, rid)
   end
   if cost ~= '0' then redis.call('HINCRBY', w, 'spent', cost) end
-  if ARGV[flags + i] == '1' then redis.call('PEXPIRE', w, ARGV[9], 'NX') end
+  if not h[4] and string.sub(ARGV[10], i, i) == '1' then redis.call('PEXPIRE', w, ARGV[9], 'NX') end
+  local grant, gen = grants(g, now)
+  out[i] = (h[1] or '0') .. ' ' .. (h[2] or '0') .. ' ' .. (h[5] or '0') .. ' ' .. int(expired(w, x, now)) .. ' '
+    .. int(grant) .. ((h[3] == gen) and ' 1' or ' 0')
 end
 if ARGV[5] == '0' then
   redis.call('XADD', KEYS[1], '*', 'r', ARGV[4])
@@ -487,16 +513,12 @@ local task = ARGV[6]
 if task ~= '' then
   local t = KEYS[3]
   redis.call('HINCRBY', t, 'calls', 1)
-  for j = 1, limbs do redis.call('HINCRBY', t, ARGV[9 + 2 * j], ARGV[10 + 2 * j]) end
+  for j = 11, #ARGV, 2 do redis.call('HINCRBY', t, ARGV[j], ARGV[j + 1]) end
   if ARGV[8] ~= '' then
     local e = redis.call('HGET', t, 'exp')
     if not e or tonumber(ARGV[8]) < tonumber(e) then redis.call('HSET', t, 'exp', ARGV[8]) end
   end
   if redis.call('HEXISTS', KEYS[2], task) == 0 then redis.call('EXPIRE', t, ARGV[7]) end
-end
-local out = {}
-for i = 1, n do
-  for _, v in ipairs(standing(KEYS[3 * i + 1], KEYS[3 * i + 2], KEYS[3 * i + 3], now)) do out[#out + 1] = v end
 end
 return out
 """
@@ -506,7 +528,12 @@ _STANDING = (
     _LUA_COMMON
     + """
 -- KEYS: window hash, reservation set, budget grants hash. ARGV: now (µs).
-return standing(KEYS[1], KEYS[2], KEYS[3], tonumber(ARGV[1]))
+-- Reply: "spent held expired grants refused" (the reserved amount is held - expired).
+local now = tonumber(ARGV[1])
+local h = redis.call('HMGET', KEYS[1], 'spent', 'reserved', 'refused')
+local grant, gen = grants(KEYS[3], now)
+return (h[1] or '0') .. ' ' .. (h[2] or '0') .. ' ' .. int(expired(KEYS[1], KEYS[2], now)) .. ' ' .. int(grant)
+  .. ((h[3] == gen) and ' 1' or ' 0')
 """
 )
 
@@ -521,9 +548,25 @@ return 1
 """
 
 
-def _standing(values: Sequence[Any]) -> Standing:
-    spent, reserved, expired, grant, refused = values
-    return Standing(int(spent), int(reserved) - int(expired), int(grant), bool(int(refused)))
+@dataclass(frozen=True)
+class _Script:
+    source: str
+    sha: str
+
+    @classmethod
+    def of(cls, source: str) -> _Script:
+        return cls(source, hashlib.sha1(source.encode()).hexdigest())  # Redis names scripts by SHA1
+
+
+_ADMIT_SCRIPT = _Script.of(_ADMIT)
+_SETTLE_SCRIPT = _Script.of(_SETTLE)
+_STANDING_SCRIPT = _Script.of(_STANDING)
+_APPEND_TASK_SCRIPT = _Script.of(_APPEND_TASK)
+
+
+def _standing(text: str) -> Standing:
+    spent, held, expired, grant, refused = text.split()
+    return Standing(int(spent), int(held) - int(expired), int(grant), refused == "1")
 
 
 class RedisStore(Store):
@@ -559,10 +602,7 @@ class RedisStore(Store):
         self._reviews = f"{p}:reviews"
         self._grants = f"{p}:grants"
         self._grants_order = f"{p}:grants:order"
-        self._admit = self._client.register_script(_ADMIT)
-        self._settle = self._client.register_script(_SETTLE)
-        self._standing = self._client.register_script(_STANDING)
-        self._append_task = self._client.register_script(_APPEND_TASK)
+        self._no_script: type[Exception] = redis_module.exceptions.NoScriptError
 
     @classmethod
     def from_uri(cls, uri: str) -> RedisStore:
@@ -612,6 +652,15 @@ class RedisStore(Store):
             hint = "the command failed"
         return RedisStoreError(f"redis store {s.display!r}: {what} failed, {hint} ({type(exc).__name__}: {detail})")
 
+    def _eval(self, script: _Script, keys: Sequence[str], args: Sequence[str | int]) -> Any:
+        """One EVALSHA (plus a SCRIPT LOAD the first time on a server, or after its restart)."""
+        execute: Callable[..., Any] = self._client.execute_command
+        try:
+            return execute("EVALSHA", script.sha, len(keys), *keys, *args)
+        except self._no_script:
+            execute("SCRIPT", "LOAD", script.source)
+            return execute("EVALSHA", script.sha, len(keys), *keys, *args)
+
     def _window(self, key: BudgetKey) -> tuple[str, str]:
         budget, window = key
         return f"{self._p}:w:{budget}:{window}", f"{self._p}:x:{budget}:{window}"
@@ -650,9 +699,10 @@ class RedisStore(Store):
 
     def append_task(self, record: TaskRecord) -> None:
         with self._errors("recording a task"):
-            self._append_task(
-                keys=[self._tasks, self._tasks_order, self._task_totals(record.id)],
-                args=[record.id, record.model_dump_json()],
+            self._eval(
+                _APPEND_TASK_SCRIPT,
+                [self._tasks, self._tasks_order, self._task_totals(record.id)],
+                [record.id, record.model_dump_json()],
             )
 
     def review_task(self, task_id: str, review: Review) -> None:
@@ -691,24 +741,25 @@ class RedisStore(Store):
         keys: list[str] = []
         args: list[str | int] = [reservation_id, now_us, now_us + round(ttl_s * 1_000_000)]
         floor = None
+        p = self._p
         for c in charges:
-            keys += self._window_keys(c.key)
-            expire_at: str | int = ""
+            keys += (f"{p}:w:{c.budget}:{c.window}", f"{p}:x:{c.budget}:{c.window}", f"{p}:g:{c.budget}")
+            expire_at = "-"
             if c.window_end is not None:
-                if floor is None:
+                if floor is None:  # never expire a window's keys before a grace period from now
                     floor = datetime.now(timezone.utc)
-                expire_at = _us(max(c.window_end, floor) + WINDOW_GRACE) // 1000
-            block = "" if c.block_nano is None else c.block_nano
-            args += [c.estimate_nano, c.cap_nano, block, expire_at]
+                expire_at = str(_us(max(c.window_end, floor) + WINDOW_GRACE) // 1000)
+            block = "-" if c.block_nano is None else c.block_nano
+            args.append(f"{c.estimate_nano} {c.cap_nano} {block} {expire_at}")
         with self._errors("admission"):
-            out = cast("list[Any]", self._admit(keys=keys, args=args))
-        standings = tuple(
-            Standing(int(out[i]), int(out[i + 1]), int(out[i + 2]), bool(out[i + 3])) for i in range(2, len(out), 4)
-        )
-        refused = int(out[0])
-        if refused:
-            return Admission(standings, refused - 1, str(out[1]))
-        return Admission(standings)
+            out = self._eval(_ADMIT_SCRIPT, keys, args)
+        standings = []
+        for text in out[2:]:
+            spent, reserved, grant, refused = text.split()
+            standings.append(Standing(int(spent), int(reserved), int(grant), refused == "1"))
+        if out[0]:
+            return Admission(tuple(standings), int(out[0]) - 1, out[1])
+        return Admission(tuple(standings))
 
     def settle(
         self,
@@ -734,17 +785,21 @@ class RedisStore(Store):
             record.model_dump_json(exclude_defaults=True),
             self._settings.retention,
             task or "",
-            int(TASK_TTL.total_seconds()),
+            _TASK_TTL_S,
             exponent,
-            int(FALLBACK_TTL.total_seconds() * 1000),
-            len(limbs),
+            _FALLBACK_TTL_MS,
+            "".join("0" if window == "total" else "1" for _, window in keys),
         ]
         for k, value in limbs:
             args += [f"d{k}", value]
-        args += ["0" if window == "total" else "1" for _, window in keys]
         with self._errors("settle"):
-            out = cast("list[Any]", self._settle(keys=redis_keys, args=args))
-        return tuple(_standing(out[i : i + 5]) for i in range(0, len(out), 5))
+            out = self._eval(_SETTLE_SCRIPT, redis_keys, args)
+        standings = []
+        for text in out:
+            spent, held, released, expired, grant, refused = text.split()
+            reserved = int(held) - int(released) - int(expired)
+            standings.append(Standing(int(spent) + cost_nano, reserved, int(grant), refused == "1"))
+        return tuple(standings)
 
     def refresh(self, reservation_id: str, keys: Sequence[BudgetKey], now: datetime, ttl_s: float) -> None:
         expires = _us(now) + round(ttl_s * 1_000_000)
@@ -756,8 +811,7 @@ class RedisStore(Store):
 
     def standing(self, key: BudgetKey, now: datetime) -> Standing:
         with self._errors("reading a budget"):
-            out = cast("list[Any]", self._standing(keys=self._window_keys(key), args=[_us(now)]))
-        return _standing(out)
+            return _standing(self._eval(_STANDING_SCRIPT, self._window_keys(key), [_us(now)]))
 
     def add_grant(self, grant: Grant) -> None:
         doc = _grant_json(grant)
