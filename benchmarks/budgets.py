@@ -1,6 +1,6 @@
 """The added latency of budget admission and settlement on a governed call, per store.
 
-    python benchmarks/budgets.py [--quick] [--uri memory:// --uri sqlite:///tmp/tg.db --uri redis://...]
+    python benchmarks/budgets.py [--quick] [--uri memory:// --uri sqlite:////tmp/tg.db --uri redis://...]
 
 For each store URI, a raw OpenAI client and a wrapped one (telemetry off) alternate call by call
 against the loopback fake server (the method of run.py), with 0, 1 and 5 matching budgets. The

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -533,20 +534,17 @@ class Guard:
                 log.exception("tokenguard's on_event hook raised on a %s event of budget %r", kind, budget.name)
 
     def _store_failed(self, call: Call, exc: Exception, what: str) -> None:
+        problem = f"{type(exc).__name__} during {what}: {_scrub(str(exc))}"
         if self.on_store_error == "closed":
             error = StoreUnavailable(
-                f"tokenguard's store cannot be reached ({type(exc).__name__} during {what}) and this Guard fails "
-                f"closed (on_store_error='closed'). The request was not sent. Check the store, or use "
+                f"tokenguard's store cannot be reached ({problem}) and this Guard fails closed "
+                f"(on_store_error='closed'). The request was not sent. Check the store, or use "
                 f"on_store_error='open' to let calls through during an outage."
             )
             call.decisions.append("store:unavailable")
             call.settle(None, "blocked")
             raise error from None
-        log.warning(
-            "tokenguard's store failed during %s (%s); the call goes on unchecked (on_store_error='open')",
-            what,
-            type(exc).__name__,
-        )
+        log.warning("tokenguard's store failed (%s); the call goes on unchecked (on_store_error='open')", problem)
         call.decisions.append("store:unavailable")
 
     def _warn_unpriced(self, provider: str, model: str) -> None:
@@ -774,6 +772,14 @@ _EPOCH = datetime.min.replace(tzinfo=timezone.utc)
 _FOREVER = datetime.max.replace(tzinfo=timezone.utc)
 _LADDER = ("alert", "review", "exceeded")
 _LADDER_RANK = {"ok": 0, "alert": 1, "review": 2, "exceeded": 3}
+
+
+_CREDENTIALS = re.compile(r"://[^/@\s]*@")
+
+
+def _scrub(message: str) -> str:
+    """A store's error message without any credentials of a URI it quotes."""
+    return _CREDENTIALS.sub("://***@", message)
 
 
 def _check_budgets(budgets: Sequence[Budget]) -> tuple[Budget, ...]:
