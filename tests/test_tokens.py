@@ -433,6 +433,15 @@ def test_a_malformed_body_never_raises() -> None:
             assert est.bound >= est.point >= 0 or est.bound >= 0
 
 
+def test_an_unknown_large_part_is_bounded_by_its_bytes_not_tokenized() -> None:
+    blob = "QUJD" * 50_000  # 200 KB of base64 in a part type tokenguard does not know
+    part = {"type": "input_video", "video": {"data": blob}}
+    for provider, api, per_byte in [("openai", "chat.completions", 1), ("anthropic", "messages", 2)]:
+        est = tokens.estimate_request(provider, api, "m", {"messages": [{"role": "user", "content": [part]}]})
+        assert est.bound >= per_byte * len(blob)
+        assert est.point < est.bound
+
+
 def test_pathological_texts_are_counted_in_bounded_time() -> None:
     # One megabyte of a single whitespace run overflows tiktoken's regex stack when encoded whole.
     for text in (" " * 1_000_000, "a" * 1_000_000):

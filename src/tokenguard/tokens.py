@@ -103,6 +103,9 @@ _CHUNK_CHARS = 8_192
 regex case (tiktoken's pre-tokenizer overflows its stack on ~1 MB of one whitespace run)."""
 
 _CACHE_MIN_CHARS = 512
+_OPAQUE_JSON_CHARS = 65_536
+"""A structured part (not a plain text) whose JSON is longer than this is bounded by its bytes rather
+than tokenized: unknown media (base64) would otherwise cost ~0.1 s per megabyte to count."""
 _CACHE_ENTRIES = 4_096
 
 
@@ -534,7 +537,11 @@ class _Parts:
         elif isinstance(value, (int, float)):
             self.texts.append(str(value))
         else:
-            self.texts.append(_json(value))
+            text = _json(value)
+            if len(text) > _OPAQUE_JSON_CHARS:  # e.g. media of a kind tokenguard does not know
+                self.opaque(text, 2 if self.provider == "anthropic" else 1)
+            else:
+                self.texts.append(text)
 
     def add(self, bound: int, point: int) -> None:
         self.extra_bound += bound
@@ -544,10 +551,11 @@ class _Parts:
         n = image_bound(self.provider, self.model, detail if isinstance(detail, str) else None)
         self.add(n, n)
 
-    def opaque(self, data: Any) -> None:
-        """Encrypted or encoded content whose tokens are at most its length in characters."""
+    def opaque(self, data: Any, per_byte: int = 1) -> None:
+        """Encrypted or encoded content, bounded by its size (``per_byte`` tokens per UTF-8 byte)
+        instead of being tokenized."""
         n = _utf8_len(data) if isinstance(data, str) else _utf8_len(_json(data))
-        self.add(n, -(-n // 4))
+        self.add(per_byte * n, -(-n // 4))
 
     def missing(self, what: str) -> None:
         if what not in self.uncounted:
