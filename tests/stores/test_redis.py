@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -465,6 +466,26 @@ def test_restart_mid_run_reconnects(server: Server) -> None:
     [st] = store.settle("r3", [key], 20, record(2), NOW)
     assert (st.spent_nano, st.reserved_nano) == (20, 0)  # what was before the restart is gone
     assert [r.id for r in store.calls(CallQuery())] == ["rec-2"]
+    # a restart while the pooled connection sits idle is not even noticed
+    server.stop()
+    server.start()
+    assert store.admit("r4", [charge(DAY, NOW)], NOW, 60).admitted
+    store.close()
+
+
+def test_a_hung_server_times_out(server: Server) -> None:
+    store = open_store(server.uri(socket_timeout="0.3"))
+    assert store.admit("r1", [charge(DAY, NOW)], NOW, 60).admitted
+    assert server.proc is not None
+    server.proc.send_signal(signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        with pytest.raises(RedisStoreError, match=r"timed out \(socket_connect_timeout=2.0 s, socket_timeout=0.3 s\)"):
+            store.admit("r2", [charge(DAY, NOW)], NOW, 60)
+        assert time.monotonic() - started < 2
+    finally:
+        server.proc.send_signal(signal.SIGCONT)
+    assert store.admit("r3", [charge(DAY, NOW)], NOW, 60).admitted
     store.close()
 
 
@@ -522,7 +543,7 @@ def test_processes_hammering_one_hard_cap(shared, rollover: bool) -> None:
     n, threads, procs = 100, 2, 4
     step = 1.0 if rollover else 0.0
     start = midnight - timedelta(seconds=n // 2) if rollover else midnight + timedelta(hours=1)
-    go = time.time() + 1.5  # every process starts together
+    go = time.time() + 2.5  # every process starts together (after importing)
     workers = [
         subprocess.Popen(
             [sys.executable, "-c", WORKER, uri, f"p{p}", str(n), str(threads), start.isoformat(), str(step), str(go)],

@@ -643,7 +643,10 @@ class RedisStore(Store):
         if isinstance(exc, (AuthenticationError, AuthorizationError)) or "WRONGPASS" in detail or "NOAUTH" in detail:
             hint = "authentication failed: check the user name and password in the store URI"
         elif isinstance(exc, RedisTimeoutError):
-            hint = f"no reply within {s.options['socket_timeout']} s (socket_timeout)"
+            hint = (
+                f"timed out (socket_connect_timeout={s.options['socket_connect_timeout']} s, "
+                f"socket_timeout={s.options['socket_timeout']} s)"
+            )
         elif isinstance(exc, (RedisConnectionError, OSError)):
             hint = f"cannot reach the server at {s.host}:{s.port}"
         elif isinstance(exc, ResponseError):
