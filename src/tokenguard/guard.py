@@ -35,7 +35,7 @@ from .spool import Spool
 from .stores import CallQuery, Store, TaskQuery, open_store
 from .stores.base import BudgetKey, Charge, Review, Standing
 from .telemetry import Telemetry
-from .tokens import DEFAULT_MAX_OUTPUT_TOKENS, estimate_input
+from .tokens import DEFAULT_MAX_OUTPUT_TOKENS, estimate_request, preload
 
 if TYPE_CHECKING:
     from opentelemetry.metrics import MeterProvider
@@ -196,6 +196,8 @@ class Guard:
         self._lock = threading.Lock()
         # genai-prices takes ~0.2 s to load: do it now, off the caller's thread, not on the first call.
         threading.Thread(target=self.prices.load, name="tokenguard-prices", daemon=True).start()
+        # Likewise the tokenizer's encoding (~0.4 s), for exact pre-call token counts.
+        threading.Thread(target=preload, name="tokenguard-tokens", daemon=True).start()
 
     @classmethod
     def from_file(cls, path: str | os.PathLike[str], **overrides: Any) -> Guard:
@@ -331,11 +333,7 @@ class Guard:
     def _estimate(self, call: Call) -> None:
         """Step 4: an upper bound of the call's cost (input bound + the most output it allows)."""
         req = call.req
-        body = req.body
-        messages = body.get("messages")
-        estimate = estimate_input(
-            call.adapter.input_texts(req.api, body), len(messages) if isinstance(messages, list) else 1
-        )
+        estimate = estimate_request(req.provider, req.api, req.model, req.body)
         call.input_point = estimate.point
         rates = self.prices.rates(req.provider, req.model, call.started)
         call.rates = rates
