@@ -43,9 +43,23 @@ def demo(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """Per-call overhead against the raw clients, in one run (see docs/performance.md)."""
+    """Per-call overhead against the raw clients, budgets and stores (see docs/performance.md).
+
+    `nox -s bench -- --quick` for a short run. Redis figures need a running redis-server: pass its
+    URI with `nox -s bench -- --redis redis://127.0.0.1:6379/0`."""
     session.install("-e", ".[all]", *group("bench"))
-    session.run("python", "benchmarks/run.py", *session.posargs)
+    args = list(session.posargs)
+    redis = None
+    if "--redis" in args:
+        i = args.index("--redis")
+        redis = args[i + 1]
+        del args[i : i + 2]
+    quick = ["--quick"] if "--quick" in args else []
+    session.run("python", "benchmarks/run.py", *args)
+    tmp = session.create_tmp()
+    uris = ["memory://", f"sqlite:///{tmp}/bench.db", *([redis] if redis else [])]
+    session.run("python", "benchmarks/budgets.py", *quick, *(a for u in uris for a in ("--uri", u)))
+    session.run("python", "benchmarks/stores.py", *(a for u in uris for a in ("--uri", u)))
 
 
 @nox.session

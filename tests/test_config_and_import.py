@@ -169,3 +169,39 @@ def test_tokenguard_config_names_the_default_guards_file(tmp_path: Path) -> None
     env = {**__import__("os").environ, "TOKENGUARD_CONFIG": str(path)}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
     assert out.stdout.strip() == "everything"
+
+
+def test_grants_in_policy_file(tmp_path: Path) -> None:
+    path = tmp_path / "tokenguard.toml"
+    path.write_text(
+        """
+[[budgets]]
+name = "support"
+limit_usd = 1
+
+[[grants]]
+budget = "support"
+extra_usd = "2.50"
+approved_by = "cfo@example.com"
+reason = "launch week"
+expires_at = 2099-12-31T23:59:59Z
+
+[[grants]]
+budget = "support"
+extra_usd = 1
+approved_by = "cfo@example.com"
+reason = "last year"
+expires_at = 2001-01-01T00:00:00Z
+"""
+    )
+    guard = tg.Guard.from_file(path)
+    [status] = guard.budget_status()
+    assert status.cap_usd == Decimal("1.2") + Decimal("2.50")  # the expired one adds nothing
+    grants = guard.exceptions()
+    assert len(grants) == 2 and all(g.id.startswith("cfg-") for g in grants)
+    guard.revoke_exception(grants[0].id)
+    again = tg.Guard.from_file(path, store=guard.store)  # another process reading the same file
+    assert again.budget_status()[0].cap_usd == Decimal("1.2")  # a revoked grant stays revoked
+    path.write_text(path.read_text().replace('budget = "support"\nextra_usd = 1', 'budget = "nope"\nextra_usd = 1'))
+    with pytest.raises(tg.ConfigError, match="no budget named 'nope'"):
+        tg.Guard.from_file(path)

@@ -18,6 +18,13 @@ Example::
     review_at = 1.0
     hard_at = 1.2
 
+    [[grants]]        # an approved exception, audited in review like any change to this file
+    budget = "support"
+    extra_usd = 100
+    approved_by = "cfo@example.com"
+    reason = "launch week"
+    expires_at = 2026-12-31T23:59:59Z
+
     [prices."ft:gpt-4o-mini:acme::abc123"]
     input_mtok = 0.30
     output_mtok = 1.20
@@ -26,6 +33,7 @@ Example::
 from __future__ import annotations
 
 import sys
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -69,6 +77,16 @@ class _BudgetTable(BaseModel):
     timezone: str = "UTC"
 
 
+class _GrantTable(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    budget: str
+    extra_usd: Number
+    approved_by: str
+    reason: str
+    expires_at: datetime
+
+
 class _PolicyFile(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -80,6 +98,7 @@ class _PolicyFile(BaseModel):
     admit_unpriced: bool = False
     reservation_ttl_s: float = 600.0
     budgets: list[_BudgetTable] = Field(default_factory=list)
+    grants: list[_GrantTable] = Field(default_factory=list)
     metric_tags: list[str] = Field(default_factory=lambda: ["team", "app"])
     prices: dict[str, _PriceTable] = Field(default_factory=dict)
 
@@ -138,6 +157,7 @@ def load_guard_kwargs(path: Path) -> dict[str, Any]:
         "admit_unpriced": policy.admit_unpriced,
         "reservation_ttl_s": policy.reservation_ttl_s,
         "budgets": budgets,
+        "grants": [g.model_dump() for g in policy.grants],
         "metric_tags": tuple(policy.metric_tags),
         "prices": prices,
     }

@@ -12,6 +12,7 @@ abandoned, closed or collected). Budgets, routing and policy (steps 3 and 5) hoo
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import re
@@ -125,7 +126,8 @@ class Guard:
 
     All arguments are keyword-only:
 
-    * ``store``: a store URI (``"memory://"``; persistent stores arrive with budgets) or a Store.
+    * ``store``: a store URI (``"memory://"``, ``"sqlite:///path.db"``, ``"redis://host:port/db"``)
+      or a Store. The URI is checked now; the store is connected on first use.
     * ``prices``: overrides and additions, ``{"<model>": tg.Price(...)}`` or plain mappings with the
       same keys; they win over genai-prices' data.
     * ``on_store_error``: ``"open"`` (calls go on when the store fails; records are kept) or
@@ -142,6 +144,9 @@ class Guard:
       (by default such calls are refused by any budget in scope: their cost cannot be bounded).
     * ``reservation_ttl_s``: how long a call's reservation holds if its process dies mid-call; a
       stream being read keeps its reservation alive.
+    * ``grants``: exceptions approved in the policy file (mappings with ``budget``, ``extra_usd``,
+      ``approved_by``, ``reason``, ``expires_at``), added to the store on first use unless already
+      there (so one revoked at run time stays revoked).
     * ``spool_dir``: where settlements wait while the store is down (default: a ``tokenguard-spool``
       folder in the temporary directory), replayed when it answers again.
     * ``on_event``: called with a :class:`~tokenguard.budgets.BudgetEvent` once per budget,
@@ -165,6 +170,7 @@ class Guard:
         reservation_ttl_s: float = 600.0,
         on_event: Callable[[BudgetEvent], None] | None = None,
         spool_dir: str | os.PathLike[str] | None = None,
+        grants: Sequence[Mapping[str, Any]] = (),
     ) -> None:
         if on_store_error not in ("open", "closed"):
             raise ConfigError(f"on_store_error must be 'open' or 'closed', got {on_store_error!r}")
@@ -178,6 +184,7 @@ class Guard:
         self.reservation_ttl_s = float(reservation_ttl_s)
         self.on_event = on_event
         self._charges: dict[str, tuple[datetime, datetime, Charge]] = {}
+        self._config_grants = [self._config_grant(g) for g in grants]
         self.spool = Spool(spool_dir)
         if isinstance(metric_tags, str) or not all(isinstance(k, str) for k in metric_tags):
             raise ConfigError(f"metric_tags must be a sequence of tag keys, got {metric_tags!r}")
@@ -261,6 +268,7 @@ class Guard:
         charges = [self._charge(b, now, estimate_nano) for b in matching]
         rid = _new_id()
         try:
+            self._apply_config_grants()
             admission = self.store.admit(rid, charges, now, self.reservation_ttl_s)
         except Exception as exc:
             self._store_failed(call, exc, "admit")
@@ -464,6 +472,42 @@ class Guard:
         )
         if replayed:
             log.warning("tokenguard replayed %d spooled call records into its store", replayed)
+
+    def _config_grant(self, spec: Mapping[str, Any]) -> Grant:
+        known = {"budget", "extra_usd", "approved_by", "reason", "expires_at"}
+        if not isinstance(spec, Mapping) or set(spec) != known:
+            raise ConfigError(f"a grant needs exactly the keys {sorted(known)}, got {spec!r}")
+        try:
+            self._budget(spec["budget"])
+        except KeyError as exc:
+            raise ConfigError(str(exc.args[0])) from None
+        amount = to_decimal(spec["extra_usd"], "grant extra_usd")
+        expires = spec["expires_at"]
+        if not isinstance(expires, datetime) or expires.tzinfo is None:
+            raise ConfigError(f"grant expires_at must be a date-time with a UTC offset, got {expires!r}")
+        if amount <= 0 or not str(spec["approved_by"]).strip() or not str(spec["reason"]).strip():
+            raise ConfigError(f"a grant needs extra_usd > 0, approved_by and reason, got {spec!r}")
+        # The same grant in every process that reads the file: its id derives from its content.
+        digest = hashlib.sha256(
+            f"{spec['budget']}|{amount}|{spec['approved_by']}|{spec['reason']}|{expires.isoformat()}".encode()
+        ).hexdigest()[:16]
+        return Grant(
+            id=f"cfg-{digest}",
+            budget=str(spec["budget"]),
+            extra_usd=amount,
+            approved_by=str(spec["approved_by"]),
+            reason=str(spec["reason"]),
+            created_at=datetime(2000, 1, 1, tzinfo=timezone.utc),
+            expires_at=expires.astimezone(timezone.utc),
+        )
+
+    def _apply_config_grants(self) -> None:
+        if self._config_grants:
+            known = {g.id for g in self.store.grants()}
+            for grant in self._config_grants:
+                if grant.id not in known:
+                    self.store.add_grant(grant)
+            self._config_grants = []
 
     def _charge(self, budget: Budget, now: datetime, estimate_nano: int) -> Charge:
         # The period and the nano-dollar caps are computed once per period, not per call.
@@ -687,6 +731,7 @@ class Guard:
     def budget_status(self) -> list[BudgetStatus]:
         """Per budget, its current period: spent, reserved, limit, cap with grants, and state."""
         now = datetime.now(timezone.utc)
+        self._apply_config_grants()
         out = []
         for b in self.budgets:
             start, end = b.window(now)
@@ -759,6 +804,7 @@ class Guard:
 
     def exceptions(self, budget: str | None = None) -> list[Grant]:
         """Every exception granted (active, expired and revoked), oldest first."""
+        self._apply_config_grants()
         return self.store.grants(budget)
 
     def close(self) -> None:
