@@ -243,3 +243,32 @@ def test_threshold_events_are_span_events(fake_llm, otel):
     assert [e.name for e in span.events] == ["tokenguard.budget.alert", "tokenguard.budget.review"]
     assert span.events[0].attributes["tokenguard.budget.name"] == "e"
     assert "budget:e:ok" in span.attributes["tokenguard.decisions"]
+
+
+def test_an_exception_lifts_a_review_block(fake_llm):
+    guard = tg.Guard(telemetry=False, budgets=[tg.Budget("r", limit_usd="0.30", review_action="block")])
+    client = client_for(guard, fake_llm)
+    call(client)
+    call(client)
+    with pytest.raises(tg.PolicyViolation, match="in review"):
+        call(client)
+    guard.grant_exception(
+        "r",
+        "0.15",
+        approved_by="lead",
+        reason="finish the batch",
+        expires_at=datetime.now(timezone.utc) + timedelta(hours=1),
+    )
+    call(client)  # spent 0.30 < 0.30 + 0.15
+    with pytest.raises(tg.PolicyViolation):
+        call(client)  # spent 0.45: blocked again
+
+
+def test_store_errors_are_tokenguard_errors():
+    from tokenguard.stores.sqlite import SQLiteStoreError
+
+    assert issubclass(SQLiteStoreError, tg.StoreError)
+    assert issubclass(tg.StoreError, tg.TokenguardError)
+    guard = tg.Guard(store="sqlite:////nonexistent-dir-for-tokenguard/tg.db", budgets=[tg.Budget("b", limit_usd=1)])
+    with pytest.raises(tg.TokenguardError, match="nonexistent-dir-for-tokenguard"):
+        guard.budget_status()

@@ -20,7 +20,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .context import Task, bind, current_tags, current_task, tags, task
-from .errors import BudgetExceeded, ConfigError, PolicyViolation, StoreUnavailable, TokenguardError
+from .errors import BudgetExceeded, ConfigError, PolicyViolation, StoreError, StoreUnavailable, TokenguardError
 
 __version__ = "0.1.0"
 
@@ -41,6 +41,7 @@ __all__ = [
     "Guard",
     "PolicyViolation",
     "Price",
+    "StoreError",
     "StoreUnavailable",
     "Task",
     "TaskRecord",

@@ -8,6 +8,7 @@ __all__ = [
     "BudgetExceeded",
     "ConfigError",
     "PolicyViolation",
+    "StoreError",
     "StoreUnavailable",
     "TokenguardError",
 ]
@@ -28,6 +29,11 @@ class ConfigError(TokenguardError, ValueError):
 class PolicyViolation(TokenguardError):
     """A policy refused a call before it was sent (for example a model with no known price
     under a hard budget, a blocked use case or sensitive data)."""
+
+
+class StoreError(TokenguardError):
+    """A store backend failed (file, connection, credentials, timeout). The Guard applies its
+    ``on_store_error`` policy to these during calls; reading the ledger raises them as they are."""
 
 
 class StoreUnavailable(TokenguardError):

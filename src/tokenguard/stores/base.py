@@ -34,7 +34,8 @@ class Charge:
     estimate_nano: int
     """The call's pre-call upper bound, reserved if admitted."""
     block_nano: int | None = None
-    """Refuse when committed spend has reached this (a budget in review with ``review_action="block"``)."""
+    """Refuse when committed spend has reached this plus the budget's active grants (a budget in
+    review with ``review_action="block"``: an approved exception lifts the block too)."""
     window_end: datetime | None = None
     """When the period ends (a store may expire the window's data some time after)."""
 

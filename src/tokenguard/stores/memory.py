@@ -87,7 +87,7 @@ class MemoryStore(Store):
             standings = tuple(self._standing(c.key, now_ts, now) for c in charges)
             for i, (charge, st) in enumerate(zip(charges, standings, strict=True)):
                 reason = None
-                if charge.block_nano is not None and st.spent_nano >= charge.block_nano:
+                if charge.block_nano is not None and st.spent_nano >= charge.block_nano + st.grant_nano:
                     reason = "review"
                 elif st.spent_nano + st.reserved_nano + charge.estimate_nano > charge.cap_nano + st.grant_nano:
                     reason = "cap"

@@ -70,7 +70,7 @@ from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from ..budgets import Grant, to_nano
-from ..errors import ConfigError, TokenguardError
+from ..errors import ConfigError, StoreError
 from ..records import CallRecord, TaskRecord
 from .base import Admission, BudgetKey, CallQuery, Charge, Review, Standing, Store, TaskQuery
 
@@ -97,7 +97,7 @@ _BATCH = 1000
 _LIMB = 10**9
 
 
-class RedisStoreError(TokenguardError):
+class RedisStoreError(StoreError):
     """A Redis store operation failed (unreachable server, wrong credentials, a refused command).
 
     The message names the store by its URI with the password masked."""
@@ -437,7 +437,7 @@ for i = 1, n do
   out[i + 2] = spent .. ' ' .. reserved .. ' ' .. int(grant) .. ((h[3] == gen) and ' 1' or ' 0')
   if refused == 0 then
     local s = tonumber(spent)
-    if block ~= '-' and s >= tonumber(block) then
+    if block ~= '-' and s >= tonumber(block) + grant then
       refused, reason = i, 'review'
     elseif s + tonumber(reserved) + tonumber(e) > tonumber(cap) + grant then
       refused, reason = i, 'cap'

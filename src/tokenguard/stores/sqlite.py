@@ -34,7 +34,7 @@ from typing import Any, TypeVar
 from urllib.parse import parse_qsl, unquote
 
 from ..budgets import Grant, to_nano
-from ..errors import ConfigError
+from ..errors import ConfigError, StoreError
 from ..records import CallRecord, TaskRecord
 from .base import Admission, BudgetKey, CallQuery, Charge, Review, Standing, Store, TaskQuery
 
@@ -74,7 +74,7 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
-class SQLiteStoreError(sqlite3.DatabaseError):
+class SQLiteStoreError(sqlite3.DatabaseError, StoreError):
     """The SQLite store's file cannot be opened, read or written; the message says which file, what
     SQLite or the OS reported and what to do. A Guard applies its ``on_store_error`` policy."""
 
@@ -796,7 +796,7 @@ class SQLiteStore(Store):
             standings = tuple(self._standing(conn, c.key, now_us) for c in charges)
             for i, (charge, st) in enumerate(zip(charges, standings, strict=True)):
                 reason = None
-                if charge.block_nano is not None and st.spent_nano >= charge.block_nano:
+                if charge.block_nano is not None and st.spent_nano >= charge.block_nano + st.grant_nano:
                     reason = "review"
                 elif st.spent_nano + st.reserved_nano + charge.estimate_nano > charge.cap_nano + st.grant_nano:
                     reason = "cap"
