@@ -272,3 +272,36 @@ def test_store_errors_are_tokenguard_errors():
     guard = tg.Guard(store="sqlite:////nonexistent-dir-for-tokenguard/tg.db", budgets=[tg.Budget("b", limit_usd=1)])
     with pytest.raises(tg.TokenguardError, match="nonexistent-dir-for-tokenguard"):
         guard.budget_status()
+
+
+def test_spool_of_an_exited_process_is_adopted(fake_llm, tmp_path):
+    """A process that exits during an outage leaves its spool; the next one replays it."""
+    import subprocess
+    import sys
+
+    db = tmp_path / "later" / "tg.db"  # its directory does not exist yet: the store is down
+    uri = f"sqlite:///{db}"
+    spool = tmp_path / "spool"
+    script = f"""
+import openai, tokenguard as tg
+from tokenguard.testing import FakeUsage
+guard = tg.Guard(store={uri!r}, spool_dir={str(spool)!r}, telemetry=False)
+client = guard.wrap(openai.OpenAI(base_url={fake_llm.openai_base_url!r}, api_key="k", max_retries=0))
+with tg.tags(owner="first-process"):
+    client.chat.completions.create(model="gpt-4o-mini", messages=[{{"role": "user", "content": "hi"}}])
+"""
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=60)
+    assert len(list(spool.glob("spool-*.jsonl"))) == 1
+    db.parent.mkdir()  # the store is back
+    guard = tg.Guard(store=uri, spool_dir=spool, telemetry=False)
+    client = client_for(guard, fake_llm)
+    with tg.tags(owner="second-process"):
+        call(client)
+    assert sorted(r.tags["owner"] for r in guard.records()) == ["first-process", "second-process"]
+    assert list(spool.glob("spool-*.jsonl")) == []
+
+
+def test_two_guards_keep_separate_spools(tmp_path, fake_llm):
+    a = tg.Guard(store=f"sqlite:///{tmp_path / 'a' / 'a.db'}", spool_dir=tmp_path / "s", telemetry=False)
+    b = tg.Guard(store=f"sqlite:///{tmp_path / 'b' / 'b.db'}", spool_dir=tmp_path / "s", telemetry=False)
+    assert a.spool.path != b.spool.path

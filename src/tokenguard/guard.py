@@ -185,7 +185,7 @@ class Guard:
         self.on_event = on_event
         self._charges: dict[str, tuple[datetime, datetime, Charge]] = {}
         self._config_grants = [self._config_grant(g) for g in grants]
-        self.spool = Spool(spool_dir)
+        self.spool = Spool(spool_dir, store if isinstance(store, str) else f"{type(store).__name__}-{id(store)}")
         if isinstance(metric_tags, str) or not all(isinstance(k, str) for k in metric_tags):
             raise ConfigError(f"metric_tags must be a sequence of tag keys, got {metric_tags!r}")
         self.store = open_store(store)
