@@ -180,6 +180,7 @@ name = "support"
 limit_usd = 1
 
 [[grants]]
+id = "launch"
 budget = "support"
 extra_usd = "2.50"
 approved_by = "cfo@example.com"
@@ -187,6 +188,7 @@ reason = "launch week"
 expires_at = 2099-12-31T23:59:59Z
 
 [[grants]]
+id = "old"
 budget = "support"
 extra_usd = 1
 approved_by = "cfo@example.com"
@@ -197,11 +199,14 @@ expires_at = 2001-01-01T00:00:00Z
     guard = tg.Guard.from_file(path)
     [status] = guard.budget_status()
     assert status.cap_usd == Decimal("1.2") + Decimal("2.50")  # the expired one adds nothing
-    grants = guard.exceptions()
-    assert len(grants) == 2 and all(g.id.startswith("cfg-") for g in grants)
-    guard.revoke_exception(grants[0].id)
-    again = tg.Guard.from_file(path, store=guard.store)  # another process reading the same file
+    assert sorted(g.id for g in guard.exceptions()) == ["launch", "old"]
+    # an edited grant is updated in place, not added on top
+    path.write_text(path.read_text().replace('extra_usd = "2.50"', 'extra_usd = "1.50"'))
+    edited = tg.Guard.from_file(path, store=guard.store)  # another process reading the new file
+    assert edited.budget_status()[0].cap_usd == Decimal("1.2") + Decimal("1.50")
+    edited.revoke_exception("launch")
+    again = tg.Guard.from_file(path, store=guard.store)
     assert again.budget_status()[0].cap_usd == Decimal("1.2")  # a revoked grant stays revoked
-    path.write_text(path.read_text().replace('budget = "support"\nextra_usd = 1', 'budget = "nope"\nextra_usd = 1'))
-    with pytest.raises(tg.ConfigError, match="no budget named 'nope'"):
+    path.write_text(path.read_text().replace('id = "old"\nbudget = "support"', 'id = "old"\nbudget = "nope"'))
+    with pytest.raises(tg.ConfigError, match=r"grants\[1\] \('old'\): no budget named 'nope'"):
         tg.Guard.from_file(path)

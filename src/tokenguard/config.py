@@ -19,6 +19,7 @@ Example::
     hard_at = 1.2
 
     [[grants]]        # an approved exception, audited in review like any change to this file
+    id = "support-launch-week"
     budget = "support"
     extra_usd = 100
     approved_by = "cfo@example.com"
@@ -80,6 +81,7 @@ class _BudgetTable(BaseModel):
 class _GrantTable(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
+    id: str = Field(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
     budget: str
     extra_usd: Number
     approved_by: str
@@ -148,6 +150,7 @@ def load_guard_kwargs(path: Path) -> dict[str, Any]:
             prices[model] = Price(**table.model_dump(exclude_none=True))
         except ConfigError as exc:
             raise ConfigError(f'{path}: prices."{model}": {exc}') from None
+    grants = [g.model_dump() for g in policy.grants]
     return {
         "store": policy.store,
         "on_store_error": policy.on_store_error,
@@ -157,7 +160,7 @@ def load_guard_kwargs(path: Path) -> dict[str, Any]:
         "admit_unpriced": policy.admit_unpriced,
         "reservation_ttl_s": policy.reservation_ttl_s,
         "budgets": budgets,
-        "grants": [g.model_dump() for g in policy.grants],
+        "grants": grants,
         "metric_tags": tuple(policy.metric_tags),
         "prices": prices,
     }

@@ -12,7 +12,6 @@ abandoned, closed or collected). Budgets, routing and policy (steps 3 and 5) hoo
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import re
@@ -144,9 +143,9 @@ class Guard:
       (by default such calls are refused by any budget in scope: their cost cannot be bounded).
     * ``reservation_ttl_s``: how long a call's reservation holds if its process dies mid-call; a
       stream being read keeps its reservation alive.
-    * ``grants``: exceptions approved in the policy file (mappings with ``budget``, ``extra_usd``,
-      ``approved_by``, ``reason``, ``expires_at``), added to the store on first use unless already
-      there (so one revoked at run time stays revoked).
+    * ``grants``: exceptions approved in the policy file (mappings with ``id``, ``budget``,
+      ``extra_usd``, ``approved_by``, ``reason``, ``expires_at``), brought into the store on first
+      use: new ids are added, edited ones updated, revoked ones stay revoked.
     * ``spool_dir``: where settlements wait while the store is down (default: a ``tokenguard-spool``
       folder in the temporary directory), replayed when it answers again.
     * ``on_event``: called with a :class:`~tokenguard.budgets.BudgetEvent` once per budget,
@@ -184,7 +183,13 @@ class Guard:
         self.reservation_ttl_s = float(reservation_ttl_s)
         self.on_event = on_event
         self._charges: dict[str, tuple[datetime, datetime, Charge]] = {}
-        self._config_grants = [self._config_grant(g) for g in grants]
+        self._config_grants = []
+        for i, spec in enumerate(grants):
+            try:
+                self._config_grants.append(self._config_grant(spec))
+            except ConfigError as exc:
+                label = spec.get("id") if isinstance(spec, Mapping) else None
+                raise ConfigError(f"grants[{i}] ({label!r}): {exc}") from None
         self.spool = Spool(spool_dir, store if isinstance(store, str) else f"{type(store).__name__}-{id(store)}")
         if isinstance(metric_tags, str) or not all(isinstance(k, str) for k in metric_tags):
             raise ConfigError(f"metric_tags must be a sequence of tag keys, got {metric_tags!r}")
@@ -474,39 +479,40 @@ class Guard:
             log.warning("tokenguard replayed %d spooled call records into its store", replayed)
 
     def _config_grant(self, spec: Mapping[str, Any]) -> Grant:
-        known = {"budget", "extra_usd", "approved_by", "reason", "expires_at"}
+        known = {"id", "budget", "extra_usd", "approved_by", "reason", "expires_at"}
         if not isinstance(spec, Mapping) or set(spec) != known:
             raise ConfigError(f"a grant needs exactly the keys {sorted(known)}, got {spec!r}")
         try:
             self._budget(spec["budget"])
         except KeyError as exc:
             raise ConfigError(str(exc.args[0])) from None
-        amount = to_decimal(spec["extra_usd"], "grant extra_usd")
+        amount = to_decimal(spec["extra_usd"], "extra_usd")
         expires = spec["expires_at"]
         if not isinstance(expires, datetime) or expires.tzinfo is None:
-            raise ConfigError(f"grant expires_at must be a date-time with a UTC offset, got {expires!r}")
+            raise ConfigError(f"expires_at must be a date-time with a UTC offset, got {expires!r}")
         if amount <= 0 or not str(spec["approved_by"]).strip() or not str(spec["reason"]).strip():
             raise ConfigError(f"a grant needs extra_usd > 0, approved_by and reason, got {spec!r}")
-        # The same grant in every process that reads the file: its id derives from its content.
-        digest = hashlib.sha256(
-            f"{spec['budget']}|{amount}|{spec['approved_by']}|{spec['reason']}|{expires.isoformat()}".encode()
-        ).hexdigest()[:16]
         return Grant(
-            id=f"cfg-{digest}",
+            id=str(spec["id"]),
             budget=str(spec["budget"]),
             extra_usd=amount,
             approved_by=str(spec["approved_by"]),
             reason=str(spec["reason"]),
-            created_at=datetime(2000, 1, 1, tzinfo=timezone.utc),
+            created_at=datetime.now(timezone.utc),
             expires_at=expires.astimezone(timezone.utc),
         )
 
     def _apply_config_grants(self) -> None:
+        """Bring the policy file's grants into the store: add new ones, update edited ones (keeping
+        when they were first granted), and leave revoked ones revoked."""
         if self._config_grants:
-            known = {g.id for g in self.store.grants()}
+            stored = {g.id: g for g in self.store.grants()}
             for grant in self._config_grants:
-                if grant.id not in known:
+                old = stored.get(grant.id)
+                if old is None:
                     self.store.add_grant(grant)
+                elif not old.revoked and replace(old, created_at=grant.created_at) != grant:
+                    self.store.add_grant(replace(grant, created_at=old.created_at))
             self._config_grants = []
 
     def _charge(self, budget: Budget, now: datetime, estimate_nano: int) -> Charge:
