@@ -49,8 +49,9 @@ class Budget:
     """A spend limit over the calls whose tags (and model) match ``scope``.
 
     ``scope`` maps tag keys to values (``{"team": "support"}``); the key ``model`` matches the model
-    the call asks for (after routing). ``{}`` matches every call. ``period`` is a calendar window in ``timezone``: ``day``,
-    ``week`` (from Monday), ``month``, ``quarter``, ``year``, or ``total`` (never resets).
+    the call asks for (after routing). ``{}`` matches every call. ``period`` is a calendar window
+    in ``timezone``: ``day``, ``week`` (from Monday), ``month``, ``quarter``, ``year``, or
+    ``total`` (never resets).
 
     The ladder, as fractions of ``limit_usd``: at ``alert_at`` (0.8) the budget alerts, at
     ``review_at`` (1.0) it is in review and ``review_action`` applies (``"warn"``: flag calls;
