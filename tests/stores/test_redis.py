@@ -6,9 +6,7 @@ processes (also across a period rollover), and the Guard failing closed or open.
 from __future__ import annotations
 
 import json
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,7 +21,7 @@ import openai
 import pytest
 
 import tokenguard as tg
-from support import require_service
+from support import RedisServer, free_port
 from tokenguard.budgets import Budget, Grant, to_nano
 from tokenguard.errors import ConfigError
 from tokenguard.records import CallRecord, TaskRecord
@@ -41,50 +39,7 @@ PASSWORD = "s3cret-P@ss/word"
 PASSWORD_Q = quote(PASSWORD, safe="")  # as it is written in a URI
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Server:
-    """A private `redis-server` on 127.0.0.1 (no persistence) that can be stopped and restarted on
-    the same port."""
-
-    def __init__(self, tmp: Path, password: str | None = None) -> None:
-        if shutil.which("redis-server") is None:
-            require_service("redis-server")
-        self.tmp, self.password, self.port = tmp, password, free_port()
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.start()
-
-    def start(self) -> None:
-        args = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-        args += ["--dir", str(self.tmp)]
-        if self.password:
-            args += ["--requirepass", self.password]
-        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return
-            except OSError:
-                time.sleep(0.02)
-        self.stop()
-        raise RuntimeError("redis-server did not start")
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.terminate()
-            self.proc.wait(10)
-            self.proc = None
-
-    def uri(self, **params: object) -> str:
-        auth = f":{PASSWORD_Q}@" if self.password else ""
-        query = "&".join(f"{k}={v}" for k, v in params.items())
-        return f"redis://{auth}127.0.0.1:{self.port}/0" + (f"?{query}" if query else "")
-
+class Server(RedisServer):
     def admin(self) -> redis.Redis:
         return redis.Redis(port=self.port, password=self.password, decode_responses=True)
 
@@ -101,7 +56,7 @@ def shared(redis_server) -> Iterator[tuple[str, redis.Redis]]:
     """The session's server (conftest) with a fresh prefix: (URI, admin client)."""
     prefix = f"t-{uuid.uuid4().hex[:8]}"
     admin = redis.Redis(port=redis_server.port, decode_responses=True)
-    yield f"{redis_server.url}?prefix={prefix}", admin
+    yield redis_server.uri(prefix=prefix), admin
     for key in admin.scan_iter(match=f"{{{prefix}}}:*"):
         admin.delete(key)
     admin.close()
