@@ -34,6 +34,7 @@ an encoding is first needed.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib
 import json
@@ -294,6 +295,7 @@ def encoding(name: str) -> Any:
     return encoder
 
 
+@functools.lru_cache(maxsize=512)
 def encoding_for(provider: str, model: str) -> str | None:
     """The tiktoken encoding OpenAI uses for ``model``; ``None`` for other providers and for model
     names tokenguard does not recognise (e.g. an Azure deployment name)."""
@@ -350,7 +352,8 @@ def _measure(name: str, encoder: _Encoder, text: str, weighted: bool) -> tuple[i
     count = weight = cuts = 0
     weights = _claude_weights
     try:
-        for piece in _chunks(text):
+        # Most texts fit in one chunk: skip the chunking generator for them.
+        for piece in (text,) if len(text) <= _CHUNK_CHARS else _chunks(text):
             ids = encoder.encode_ordinary(piece)
             count += len(ids)
             if weighted and ids:
@@ -391,6 +394,7 @@ def _claude_version(model: str) -> tuple[int, int] | None:
     return int(match[1]), int(match[2] or 0)
 
 
+@functools.lru_cache(maxsize=512)
 def _claude_legacy(model: str) -> bool:
     """Claude 3 - Opus 4.6: the older tokenizer and the 1568-px image limit. Unknown names count as
     newer (the more expensive assumptions)."""
