@@ -463,8 +463,8 @@ class Guard:
                 self.spool.path,
             )
             return
-        for key, standing in zip(keys, standings, strict=False):
-            budget = next(b for b in call.budgets if b.name == key[0])
+        # keys were built from call.budgets, in the same order
+        for budget, key, standing in zip(call.budgets, keys, standings, strict=False):
             cap = from_nano(to_nano(budget.cap_usd) + standing.grant_nano)
             state = budget.state(from_nano(standing.spent_nano), cap, from_nano(standing.reserved_nano), refused=False)
             # Every threshold up to the state reached fires (once per period: the store dedups).

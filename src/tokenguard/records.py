@@ -9,6 +9,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from .context import Outcome
+
 __all__ = ["CallRecord", "CallStatus", "TaskRecord"]
 
 CallStatus = Literal["ok", "error", "blocked", "cancelled"]
@@ -63,9 +65,6 @@ class CallRecord(BaseModel):
 
 
 _CALL_FIELDS = frozenset(CallRecord.model_fields)
-
-
-Outcome = Literal["succeeded", "failed", "unknown"]
 
 
 class TaskRecord(BaseModel):

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from ..pricing import Usage
-from .base import CallRequest, CallResult, count, otel_message, text_parts
+from .base import CallRequest, CallResult, count, otel_message
 
 __all__ = ["AnthropicAdapter"]
 
@@ -126,19 +125,6 @@ class AnthropicAdapter:
 
     def accumulator(self, api: str, hide_usage: bool, capture: bool) -> _MessagesStream:
         return _MessagesStream(capture)
-
-    def input_texts(self, api: str, body: Mapping[str, Any]) -> Iterator[str]:
-        yield from text_parts(body.get("system"))
-        for message in body.get("messages") or ():
-            if isinstance(message, Mapping):
-                content = message.get("content")
-                if isinstance(content, str):
-                    yield content
-                else:
-                    yield from text_parts(content)
-        tools = body.get("tools")
-        if tools:
-            yield json.dumps(tools, default=str)
 
     def input_messages(self, api: str, body: Mapping[str, Any]) -> list[dict[str, Any]]:
         return [

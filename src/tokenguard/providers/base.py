@@ -106,10 +106,6 @@ class Adapter(Protocol):
         """Step 7 for a stream; ``capture`` keeps the output text (only for captured content)."""
         ...
 
-    def input_texts(self, api: str, body: Mapping[str, Any]) -> Iterator[str]:
-        """The text of the request that counts as input (for estimates, scans and captured content)."""
-        ...
-
     def input_messages(self, api: str, body: Mapping[str, Any]) -> list[dict[str, Any]]:
         """The request's messages in the OpenTelemetry GenAI JSON shape (only with capture_content)."""
         ...

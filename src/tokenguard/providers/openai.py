@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from ..pricing import Usage
-from .base import CallRequest, CallResult, count, otel_message, text_parts
+from .base import CallRequest, CallResult, count, otel_message
 
 __all__ = ["OpenAIAdapter"]
 
@@ -204,39 +203,6 @@ class OpenAIAdapter:
 
     def accumulator(self, api: str, hide_usage: bool, capture: bool) -> _ChatStream | _ResponsesStream:
         return _ResponsesStream(capture) if api == "responses" else _ChatStream(hide_usage, capture)
-
-    def input_texts(self, api: str, body: Mapping[str, Any]) -> Iterator[str]:
-        if api == "embeddings":
-            value = body.get("input")
-            if isinstance(value, str):
-                yield value
-            elif isinstance(value, (list, tuple)):
-                yield from (v for v in value if isinstance(v, str))
-            return
-        if api == "responses":
-            instructions = body.get("instructions")
-            if isinstance(instructions, str):
-                yield instructions
-            value = body.get("input")
-            if isinstance(value, str):
-                yield value
-                messages: Any = ()
-            else:
-                messages = value or ()
-        else:
-            messages = body.get("messages") or ()
-        for message in messages:
-            if isinstance(message, Mapping):
-                content = message.get("content")
-                if isinstance(content, str):
-                    yield content
-                else:
-                    yield from text_parts(content)
-                for call in message.get("tool_calls") or ():
-                    yield json.dumps(call, default=str)
-        tools = body.get("tools")
-        if tools:
-            yield json.dumps(tools, default=str)
 
     def input_messages(self, api: str, body: Mapping[str, Any]) -> list[dict[str, Any]]:
         if api == "embeddings":
