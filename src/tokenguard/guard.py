@@ -206,10 +206,13 @@ class Guard:
         self._unpriced_warned: set[str] = set()
         self._running_tasks: dict[str, Task] = {}
         self._lock = threading.Lock()
-        # genai-prices takes ~0.2 s to load: do it now, off the caller's thread, not on the first call.
-        threading.Thread(target=self.prices.load, name="tokenguard-prices", daemon=True).start()
-        # Likewise the tokenizer's encoding (~0.4 s), for exact pre-call token counts.
-        threading.Thread(target=preload, name="tokenguard-tokens", daemon=True).start()
+        # genai-prices' data (~0.2 s) and the tokenizer's encoding (~0.4 s) load now, off the
+        # caller's thread, not on the first call. Both are once per process and idempotent.
+        threading.Thread(target=self._warm_up, name="tokenguard-warm-up", daemon=True).start()
+
+    def _warm_up(self) -> None:
+        self.prices.load()
+        preload()
 
     @classmethod
     def from_file(cls, path: str | os.PathLike[str], **overrides: Any) -> Guard:
