@@ -152,7 +152,13 @@ def test_trusted_record_equals_a_validated_one():
         "task_name": None,
         "status": "ok",
         "error_type": None,
-        "decisions": ("price:unknown",),
+        "decisions": ("price:unknown", "route:fallback:429"),
+        "routed_from": "gpt-4o",
+        "route_reason": "fallback:429",
+        "chain_id": "c" * 16,
+        "attempt": 3,
+        "findings": {"email": 2},
+        "nudges": ("smaller_model",),
     }
     assert set(values) == set(CallRecord.model_fields)
     trusted = CallRecord._trusted(dict(values))

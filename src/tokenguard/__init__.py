@@ -27,8 +27,12 @@ __version__ = "0.1.0"
 if TYPE_CHECKING:
     from .budgets import Budget, BudgetEvent, BudgetStatus, Grant
     from .guard import Guard, configure, wrap
+    from .nudges import Nudge, NudgePolicy
     from .pricing import Price
     from .records import CallRecord, TaskRecord
+    from .routing import Route, route
+    from .sensitive import Finding, Scanner, scan
+    from .usecases import Tier, UseCase
 
 __all__ = [
     "Budget",
@@ -38,19 +42,28 @@ __all__ = [
     "Grant",
     "CallRecord",
     "ConfigError",
+    "Finding",
     "Guard",
+    "Nudge",
+    "NudgePolicy",
     "PolicyViolation",
     "Price",
+    "Route",
+    "Scanner",
     "StoreError",
     "StoreUnavailable",
     "Task",
     "TaskRecord",
+    "Tier",
     "TokenguardError",
+    "UseCase",
     "__version__",
     "bind",
     "configure",
     "current_tags",
     "current_task",
+    "route",
+    "scan",
     "tags",
     "task",
     "wrap",
@@ -67,6 +80,15 @@ _LAZY = {
     "Price": "pricing",
     "CallRecord": "records",
     "TaskRecord": "records",
+    "Route": "routing",
+    "route": "routing",
+    "UseCase": "usecases",
+    "Tier": "usecases",
+    "Nudge": "nudges",
+    "NudgePolicy": "nudges",
+    "scan": "sensitive",
+    "Finding": "sensitive",
+    "Scanner": "sensitive",
 }
 
 

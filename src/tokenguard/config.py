@@ -43,6 +43,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from .budgets import Budget
 from .errors import ConfigError
 from .pricing import Price
+from .routing import Route
+from .usecases import UseCase
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -89,6 +91,66 @@ class _GrantTable(BaseModel):
     expires_at: datetime
 
 
+Models = str | list[str]
+ActionName = Literal["allow", "flag", "redact", "block"]
+Sensitive = ActionName | dict[str, ActionName]
+RiskName = Literal["low", "medium", "high"]
+
+
+class _RouteTable(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = None
+    scope: dict[str, str] = Field(default_factory=dict)
+    default: Models | None = None
+    allow: Models | None = None
+    downgrade: dict[str, str] | None = None
+    fallbacks: Models | None = None
+    retries: int | None = None
+    max_wait_s: float | None = None
+    backoff_s: float | None = None
+    max_input_tokens: int | None = None
+    long_context_model: str | None = None
+
+
+class _TierTable(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    requires_approval: bool | None = None
+    sensitive_data: Sensitive | None = None
+    allowed_models: Models | None = None
+    default_model: Models | None = None
+
+
+class _UseCaseTable(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    risk: RiskName = "medium"
+    value: Number | None = None
+    allowed_models: Models | None = None
+    default_model: Models | None = None
+    requires_approval: bool | None = None
+    sensitive_data: Sensitive | None = None
+    approval_tag: str = "approval_id"
+    approver: str | None = None
+    description: str = ""
+
+
+class _NudgesTable(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = True
+    smaller_model: bool = True
+    context_length_tokens: int | None = None
+    budget_alert: bool = True
+    interval_s: float = 3600.0
+    min_tasks: int = 20
+    tolerance: float = 0.05
+    min_saving: float = 0.2
+    lookback_days: int = 30
+
+
 class _PolicyFile(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -103,6 +165,12 @@ class _PolicyFile(BaseModel):
     grants: list[_GrantTable] = Field(default_factory=list)
     metric_tags: list[str] = Field(default_factory=lambda: ["team", "app"])
     prices: dict[str, _PriceTable] = Field(default_factory=dict)
+    routes: list[_RouteTable] = Field(default_factory=list)
+    use_cases: list[_UseCaseTable] = Field(default_factory=list)
+    tiers: dict[RiskName, _TierTable] = Field(default_factory=dict)
+    default_risk: RiskName = "low"
+    sensitive_data: Sensitive = "allow"
+    nudges: _NudgesTable = Field(default_factory=_NudgesTable)
 
 
 def _key_path(loc: tuple[int | str, ...]) -> str:
@@ -151,6 +219,19 @@ def load_guard_kwargs(path: Path) -> dict[str, Any]:
         except ConfigError as exc:
             raise ConfigError(f'{path}: prices."{model}": {exc}') from None
     grants = [g.model_dump() for g in policy.grants]
+    routes: list[Route] = []
+    for i, route_table in enumerate(policy.routes):
+        try:
+            routes.append(Route(**route_table.model_dump()))
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: routes[{i}]: {exc}") from None
+    use_cases: list[UseCase] = []
+    for i, use_case_table in enumerate(policy.use_cases):
+        try:
+            use_cases.append(UseCase(**use_case_table.model_dump()))
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: use_cases[{i}]: {exc}") from None
+    tiers = {risk: t.model_dump(exclude_none=True) for risk, t in policy.tiers.items()}
     return {
         "store": policy.store,
         "on_store_error": policy.on_store_error,
@@ -163,4 +244,10 @@ def load_guard_kwargs(path: Path) -> dict[str, Any]:
         "grants": grants,
         "metric_tags": tuple(policy.metric_tags),
         "prices": prices,
+        "routes": routes,
+        "use_cases": use_cases,
+        "tiers": tiers,
+        "default_risk": policy.default_risk,
+        "sensitive_data": policy.sensitive_data,
+        "nudges": policy.nudges.model_dump(),
     }

@@ -1,4 +1,5 @@
-"""Attribution in force for the code running now: tags and the current task (step 2 of the pipeline).
+"""What is in force for the code running now: tags, the current task and the routing policy (step 2
+of the pipeline).
 
 Both live in :mod:`contextvars`, so they follow ``await`` and are copied into ``asyncio`` tasks when
 those are created. Threads do not inherit context: :func:`bind` carries it into a thread pool.
@@ -21,7 +22,10 @@ from types import MappingProxyType, TracebackType
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
 
 if TYPE_CHECKING:
+    from decimal import Decimal
+
     from .guard import Guard
+    from .routing import Route
 
 __all__ = ["Task", "bind", "current_tags", "current_task", "tags", "task"]
 
@@ -32,6 +36,8 @@ _KEY_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,63}")
 _EMPTY: Mapping[str, str] = MappingProxyType({})
 _tags_var: ContextVar[Mapping[str, str]] = ContextVar("tokenguard_tags", default=_EMPTY)
 _task_var: ContextVar[Task | None] = ContextVar("tokenguard_task", default=None)
+# The routing policy set by the enclosing tg.route(...) scopes, merged (see routing.py).
+_route_var: ContextVar[Route | None] = ContextVar("tokenguard_route", default=None)
 
 F = TypeVar("F", bound=Callable[..., Any])
 R = TypeVar("R")
@@ -168,6 +174,8 @@ class Task(_Scope):
         self.failure_reason: str | None = None
         self.started_at: datetime | None = None
         self._t0 = 0.0
+        # Cost per model of the calls settled inside, for the smaller-model nudge's record.
+        self.model_costs: dict[str, Decimal] = {}
         self._tokens: tuple[contextvars.Token[Task | None], contextvars.Token[Mapping[str, str]]] | None = None
 
     def _fresh(self) -> Task:
@@ -245,7 +253,7 @@ def task(name: str, *, guard: Guard | None = None, **tags: str) -> Task:
 
 
 def bind(fn: Callable[..., R]) -> Callable[..., R]:
-    """Return ``fn`` bound to the tags and task in force now, for running in another thread.
+    """Return ``fn`` bound to the tags, task and route in force now, for running in another thread.
 
     Threads (``ThreadPoolExecutor``, ``threading.Thread``) do not inherit context; wrap the function
     you submit::
@@ -258,16 +266,18 @@ def bind(fn: Callable[..., R]) -> Callable[..., R]:
     """
     captured_tags = _tags_var.get()
     captured_task = _task_var.get()
+    captured_route = _route_var.get()
 
     if inspect.iscoroutinefunction(fn):
         async_fn = cast(Callable[..., Awaitable[Any]], fn)
 
         @functools.wraps(fn)
         async def async_bound(*args: Any, **kwargs: Any) -> Any:
-            t1, t2 = _tags_var.set(captured_tags), _task_var.set(captured_task)
+            t1, t2, t3 = _tags_var.set(captured_tags), _task_var.set(captured_task), _route_var.set(captured_route)
             try:
                 return await async_fn(*args, **kwargs)
             finally:
+                _route_var.reset(t3)
                 _task_var.reset(t2)
                 _tags_var.reset(t1)
 
@@ -275,10 +285,11 @@ def bind(fn: Callable[..., R]) -> Callable[..., R]:
 
     @functools.wraps(fn)
     def bound(*args: Any, **kwargs: Any) -> R:
-        t1, t2 = _tags_var.set(captured_tags), _task_var.set(captured_task)
+        t1, t2, t3 = _tags_var.set(captured_tags), _task_var.set(captured_task), _route_var.set(captured_route)
         try:
             return fn(*args, **kwargs)
         finally:
+            _route_var.reset(t3)
             _task_var.reset(t2)
             _tags_var.reset(t1)
 

@@ -12,6 +12,7 @@ abandoned, closed or collected). Budgets, routing and policy (steps 3 and 5) hoo
 
 from __future__ import annotations
 
+import fnmatch
 import logging
 import os
 import re
@@ -24,24 +25,29 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
+from . import semconv as sc
 from .budgets import Budget, BudgetEvent, BudgetStatus, Grant, from_nano, to_nano
-from .context import Task, _tags_var, _task_var
+from .context import Task, _route_var, _tags_var, _task_var
 from .errors import BudgetExceeded, ConfigError, PolicyViolation, StoreUnavailable
+from .nudges import NudgePolicy, Nudger
 from .periods import window
 from .pricing import Price, PriceBook, Rates, Usage, to_decimal
 from .providers.base import CallRequest, CallResult
 from .records import CallRecord, CallStatus, TaskRecord
+from .routing import AUTO, Plan, Route, effective
 from .spool import Spool
 from .stores import CallQuery, Store, TaskQuery, open_store
 from .stores.base import BudgetKey, Charge, Review, Standing
 from .telemetry import Telemetry
 from .tokens import DEFAULT_MAX_OUTPUT_TOKENS, estimate_request, preload
+from .usecases import Binding, Catalog, Risk, SensitivePolicy, Tier, UseCase, sensitive_actions
 
 if TYPE_CHECKING:
     from opentelemetry.metrics import MeterProvider
     from opentelemetry.trace import Span, TracerProvider
 
     from .providers.base import Adapter
+    from .sensitive import Scanner
 
 __all__ = ["Call", "Guard", "configure", "default_guard", "wrap"]
 
@@ -61,13 +67,18 @@ class Call:
 
     __slots__ = (
         "adapter",
+        "attempt",
         "budgets",
+        "chain_id",
         "decisions",
         "estimate",
         "first_chunk_at",
         "guard",
         "input_point",
+        "nudges",
+        "plan",
         "rates",
+        "reason",
         "req",
         "reservation",
         "server",
@@ -79,14 +90,31 @@ class Call:
         "task",
     )
 
-    def __init__(self, guard: Guard, adapter: Adapter, req: CallRequest, server: tuple[str, int | None] | None):
+    def __init__(
+        self,
+        guard: Guard,
+        adapter: Adapter,
+        req: CallRequest,
+        server: tuple[str, int | None] | None,
+        plan: Plan | None = None,
+        attempt: int = 1,
+        reason: str | None = None,
+        chain_id: str | None = None,
+    ):
         self.guard = guard
         self.adapter = adapter
         self.req = req
         self.server = server
+        self.plan = plan
+        self.attempt = attempt
+        self.reason = reason
+        self.chain_id = chain_id
         self.settled = False
         self.first_chunk_at: float | None = None
-        self.decisions: list[str] = []
+        self.decisions: list[str] = list(plan.decisions) if plan is not None else []
+        if reason is not None:
+            self.decisions.append(f"route:{reason}")
+        self.nudges: list[str] = []
         self.span: Span | None = None
         self.estimate: Decimal | None = None
         self.rates: Rates | None = None
@@ -150,6 +178,16 @@ class Guard:
       folder in the temporary directory), replayed when it answers again.
     * ``on_event``: called with a :class:`~tokenguard.budgets.BudgetEvent` once per budget,
       threshold and period (alert, review, exceeded, exception used), across processes.
+    * ``routes``: :class:`~tokenguard.Route` policies applied to the calls their ``scope`` matches
+      (under any ``tg.route(...)`` in force); see :mod:`tokenguard.routing`.
+    * ``use_cases``: the :class:`~tokenguard.UseCase` catalog that ``tg.task(name)`` binds;
+      ``tiers`` overrides the risk tiers' defaults (:class:`~tokenguard.Tier` or mappings of its
+      fields); ``default_risk`` is the tier of tasks not in the catalog.
+    * ``sensitive_data``: what to do with sensitive data in calls outside a use case: an action
+      (``"allow"``, ``"flag"``, ``"redact"``, ``"block"``) or ``{kind: action}``. Default ``"allow"``
+      (not scanned).
+    * ``nudges``: a :class:`~tokenguard.NudgePolicy` (or a mapping of its fields); ``False`` turns
+      nudges off.
     """
 
     def __init__(
@@ -170,6 +208,12 @@ class Guard:
         on_event: Callable[[BudgetEvent], None] | None = None,
         spool_dir: str | os.PathLike[str] | None = None,
         grants: Sequence[Mapping[str, Any]] = (),
+        routes: Sequence[Route] = (),
+        use_cases: Sequence[UseCase] = (),
+        tiers: Mapping[str, Tier | Mapping[str, Any]] | None = None,
+        default_risk: Risk = "low",
+        sensitive_data: SensitivePolicy = "allow",
+        nudges: NudgePolicy | Mapping[str, Any] | bool = True,
     ) -> None:
         if on_store_error not in ("open", "closed"):
             raise ConfigError(f"on_store_error must be 'open' or 'closed', got {on_store_error!r}")
@@ -203,6 +247,13 @@ class Guard:
             metric_tags=metric_tags,
             enabled=bool(telemetry),
         )
+        if isinstance(routes, Route) or not all(isinstance(r, Route) for r in routes):
+            raise ConfigError("routes must be a sequence of tg.Route(...)")
+        self.routes = tuple(routes)
+        self.catalog = Catalog.build(use_cases, tiers, default_risk)
+        self.sensitive = sensitive_actions(sensitive_data, "sensitive_data")
+        self._scanners: dict[frozenset[str], Scanner] = {}
+        self.nudger = _nudger(nudges)
         self._unpriced_warned: set[str] = set()
         self._running_tasks: dict[str, Task] = {}
         self._lock = threading.Lock()
@@ -244,20 +295,269 @@ class Guard:
 
     # -- the pipeline --------------------------------------------------------------------------
 
-    def begin(self, adapter: Adapter, req: CallRequest, server: tuple[str, int | None] | None) -> Call:
-        """Steps 2-6 up to sending: context, estimate, span. Returns the call in flight."""
-        call = Call(self, adapter, req, server)
+    def plan(self, adapter: Adapter, req: CallRequest, server: tuple[str, int | None] | None) -> Plan | None:
+        """Step 3, once per governed call (before any attempt): the use case's risk tier, the
+        sensitive-data scan, routing. ``None`` when no policy applies, so the call goes as asked.
+        A refusal is recorded as a ``blocked`` call and raised as :class:`PolicyViolation`."""
+        task = _task_var.get()
+        binding = self.catalog.bind(task.name) if task is not None and self.catalog else None
+        route = effective(self.routes, _tags_var.get(), req.model) if self.routes or _route_var.get() else None
+        sensitive = binding.sensitive if binding is not None else self.sensitive
+        if binding is None and route is None and not sensitive and req.model != AUTO:
+            return None
+        plan = Plan(req=req, requested=req.model, route=route, use_case=binding.name if binding else None)
+        decisions: list[str] = []
         try:
-            self._estimate(call)
-            # Step 6 starts here: the span covers the vendor call.
-            call.span = self.telemetry.start_span(req, server)
-        except Exception:  # tokenguard's own failure must not stop the user's call
-            log.exception("tokenguard could not prepare a %s call; it goes on ungoverned by estimates", req.api)
+            if binding is not None:
+                self._check_use_case(binding, decisions)
+            if sensitive:
+                self._scan(adapter, plan, sensitive, decisions, binding)
+            self._route(plan, binding)
+        except PolicyViolation as error:
+            plan.decisions = tuple(decisions)
+            call = Call(self, adapter, plan.req, server, plan, reason=plan.reason)
+            self._prepare(call)
+            call.settle(None, "blocked")
+            raise error from None
+        plan.decisions = tuple(decisions)
+        return plan
+
+    def _check_use_case(self, binding: Binding, decisions: list[str]) -> None:
+        name = binding.name
+        if binding.requires_approval and not _tags_var.get().get(binding.approval_tag):
+            decisions.append(f"usecase:{name}:block")
+            who = f" Approvals are granted by {binding.approver}." if binding.approver else ""
+            raise PolicyViolation(
+                f"use case {name!r} is {binding.risk} risk and needs an approval reference before any call is "
+                f"sent; none is in force. The request was not sent. Get an approval id and run the task with it: "
+                f"tg.task({name!r}, {binding.approval_tag}='<approval id>') or "
+                f"tg.tags({binding.approval_tag}='<approval id>').{who}"
+            )
+        decisions.append(f"usecase:{name}:allow")
+
+    def _scan(
+        self,
+        adapter: Adapter,
+        plan: Plan,
+        actions: Mapping[str, str],
+        decisions: list[str],
+        binding: Binding | None,
+    ) -> None:
+        """Scan the request's input text; flag, redact or refuse per kind found."""
+        from .sensitive import redact_json
+
+        body = plan.req.body
+        keys = [k for k in adapter.input_keys.get(plan.req.api, ()) if body.get(k) is not None]
+        counts: dict[str, int] = {}
+        redacted: dict[str, Any] = {}
+        scanner = self._scanner(actions)
+        for key in keys:
+            new, found = redact_json(scanner, body[key])
+            redacted[key] = new
+            for kind, n in found.items():
+                counts[kind] = counts.get(kind, 0) + n
+        if not counts:
+            return
+        plan.findings = counts
+        found_actions = {kind: actions[kind] for kind in counts}
+        decisions.extend(f"sensitive:{kind}:{found_actions[kind]}" for kind in sorted(counts))
+        blocked = sorted(k for k, a in found_actions.items() if a == "block")
+        if blocked:
+            policy = f"use case {binding.name!r}" if binding is not None else "this Guard (sensitive_data=...)"
+            what = ", ".join(f"{counts[k]} {k}" for k in blocked)
+            raise PolicyViolation(
+                f"the request contains sensitive data ({what}) that the policy of {policy} blocks. The request "
+                f"was not sent. Remove it from the prompt (tg.scan(text) shows where it is), or use a use case "
+                f"whose sensitive_data policy redacts it."
+            )
+        to_redact = {k for k, a in found_actions.items() if a == "redact"}
+        if not to_redact:
+            return
+        if to_redact != set(counts):  # some kinds are only flagged: redact the others alone
+            only = self._scanner(dict.fromkeys(to_redact, "redact"))
+            redacted = {key: redact_json(only, body[key])[0] for key in keys}
+        plan.req = replace(plan.req, body={**body, **redacted})
+
+    def _scanner(self, actions: Mapping[str, str]) -> Scanner:
+        kinds = frozenset(actions)
+        scanner = self._scanners.get(kinds)
+        if scanner is None:
+            from .sensitive import Scanner
+
+            scanner = self._scanners[kinds] = Scanner(kinds=kinds)
+        return scanner
+
+    def _route(self, plan: Plan, binding: Binding | None) -> None:
+        """Choose the model (see :mod:`tokenguard.routing` for the order) and the fallbacks."""
+        route = plan.route
+        req = plan.req
+        provider, model, reason = req.provider, req.model, None
+        if model == AUTO:
+            target = self._first_of(provider, (route.default if route else None) or (), route)
+            if target is None and binding is not None:
+                target = self._first_of(provider, binding.default_model, route)
+            if target is None:
+                raise PolicyViolation(
+                    f"model='auto' asks the router for a default {provider} model, but no route in force names "
+                    f"one. The request was not sent. Set one with tg.route(default=...) or a [[routes]] default "
+                    f"in tokenguard.toml."
+                )
+            model, reason = target, "default"
+        if binding is not None and binding.allowed_models and not _allowed(model, binding.allowed_models):
+            target = self._first_of(provider, binding.default_model, None)
+            if target is None:
+                raise PolicyViolation(
+                    f"use case {binding.name!r} ({binding.risk} risk) does not allow model {model!r}; it allows "
+                    f"{', '.join(binding.allowed_models)}. The request was not sent. Ask for an allowed model, or "
+                    f"give the use case (or its tier) a default_model to route such calls to."
+                )
+            model, reason = target, "use-case"
+        if route is not None:
+            if not route.allows(model):
+                target = self._first_of(provider, route.default or (), route)
+                if target is None:
+                    allowed = ", ".join(route.allow or ())
+                    raise PolicyViolation(
+                        f"the route in force does not allow model {model!r} (it allows {allowed}) and has no "
+                        f"default model to send the call to. The request was not sent. Ask for an allowed model, "
+                        f"or give the route a default."
+                    )
+                model, reason = target, "allow-list"
+            if route.max_input_tokens is not None:
+                tokens = estimate_request(provider, req.api, model, req.body).point
+                if tokens > route.max_input_tokens:
+                    if route.long_context_model is None:
+                        raise PolicyViolation(
+                            f"the prompt is about {tokens} input tokens, above the {route.max_input_tokens} "
+                            f"allowed by the route in force (max_input_tokens). The request was not sent. "
+                            f"Shorten or summarise the prompt, split the work, or give the route a "
+                            f"long_context_model."
+                        )
+                    model, reason = route.long_context_model, "context-length"
+            if route.downgrade and self.budgets:
+                target = route.downgrade_for(model)
+                if target is not None and target != model and self._in_review(model):
+                    model, reason = target, "downgrade:review"
+            if route.fallbacks:
+                plan.fallbacks = tuple(
+                    m for m in dict.fromkeys(route.fallbacks) if m != model and self._belongs(provider, m)
+                )
+        if reason is not None:
+            plan.reason = reason
+            plan.req = plan.attempt(model)
+
+    def _first_of(self, provider: str, models: Sequence[str], route: Route | None) -> str | None:
+        """The first of ``models`` that the client's provider serves (and ``route`` allows)."""
+        for m in models:
+            if self._belongs(provider, m) and (route is None or route.allows(m)):
+                return m
+        return None
+
+    def _belongs(self, provider: str, model: str) -> bool:
+        """Whether ``model`` can be sent through a ``provider`` client: it is priced for that
+        provider, or at least not known as another provider's model."""
+        now = datetime.now(timezone.utc)
+        if self.prices.rates(provider, model, now) is not None:
+            return True
+        return all(self.prices.rates(p, model, now) is None for p in _PROVIDERS if p != provider)
+
+    def _in_review(self, model: str) -> bool:
+        """Whether a budget matching this call with ``review_action="downgrade"`` is in review."""
+        tags, now = _tags_var.get(), datetime.now(timezone.utc)
+        for b in self.budgets:
+            if b.review_action != "downgrade" or not b.matches(tags, model):
+                continue
+            try:
+                self._apply_config_grants()
+                st = self.store.standing((b.name, b.window_id(now)), now)
+            except Exception:
+                log.warning("tokenguard could not read budget %r to decide a downgrade; the call is not downgraded")
+                return False
+            cap = from_nano(to_nano(b.cap_usd) + st.grant_nano)
+            state = b.state(from_nano(st.spent_nano), cap, from_nano(st.reserved_nano), st.refused)
+            if state in ("review", "exceeded"):
+                return True
+        return False
+
+    def begin(
+        self,
+        adapter: Adapter,
+        req: CallRequest,
+        server: tuple[str, int | None] | None,
+        plan: Plan | None = None,
+        *,
+        attempt: int = 1,
+        reason: str | None = None,
+        chain_id: str | None = None,
+    ) -> Call:
+        """Steps 4-6 of one attempt up to sending: estimate, span, admission, nudges. Returns the
+        call in flight. ``plan`` is what :meth:`plan` decided (``req`` is its request, or a
+        fallback's); ``reason`` why this attempt uses ``req.model``."""
+        call = Call(self, adapter, req, server, plan, attempt, reason, chain_id)
+        self._prepare(call)
         if call.rates is None and self.on_unknown_price == "block":
             self._refuse_unpriced(call)
         if self.budgets:
             self._admit(call)
+        if self.nudger is not None:
+            self._nudge(call)
         return call
+
+    def _prepare(self, call: Call) -> None:
+        """Step 4, and the start of step 6: the call's cost estimate, and its span."""
+        req = call.req
+        try:
+            self._estimate(call)
+            # Step 6 starts here: the span covers the vendor call.
+            call.span = self.telemetry.start_span(req, call.server)
+        except Exception:  # tokenguard's own failure must not stop the user's call
+            log.exception("tokenguard could not prepare a %s call; it goes on ungoverned by estimates", req.api)
+
+    def _nudge(self, call: Call) -> None:
+        """Context-length and smaller-model nudges for a call about to be sent (budget nudges are
+        given at admission)."""
+        nudger = self.nudger
+        assert nudger is not None
+        policy = nudger.policy
+        task = call.task
+        subject = task.name if task is not None else ""
+        limit = policy.context_length_tokens
+        if limit is not None and call.input_point > limit and nudger.due("context_length", subject):
+            self._give(
+                call,
+                "context_length",
+                f"tokenguard: this prompt is about {call.input_point} input tokens, above your organisation's "
+                f"standard context length of {limit}. Trim the history, retrieve less, or summarise first: "
+                f"input tokens are paid on every call.",
+            )
+        if task is not None and policy.smaller_model:
+            nudger.seed(self._recent_calls, self._recent_tasks)
+            plan = call.plan
+            binding = self.catalog.bind(task.name) if self.catalog else None
+
+            def allowed(model: str) -> bool:
+                route = plan.route if plan is not None else None
+                return (
+                    (route is None or route.allows(model))
+                    and (binding is None or not binding.allowed_models or _allowed(model, binding.allowed_models))
+                    and self._belongs(call.req.provider, model)
+                )
+
+            advice = nudger.smaller_model(task.name, call.req.model, allowed)
+            if advice is not None and nudger.due("smaller_model", f"{task.name}:{call.req.model}"):
+                self._give(call, "smaller_model", advice)
+
+    def _give(self, call: Call, kind: str, message: str) -> None:
+        call.nudges.append(kind)
+        if call.span is not None and call.span.is_recording():
+            call.span.add_event(sc.EVENT_NUDGE, {sc.NUDGE_KIND: kind, sc.NUDGE_MESSAGE: message})
+        Nudger.deliver(kind, message)
+
+    def _recent_calls(self, since: datetime) -> Iterator[CallRecord]:
+        return self.store.calls(CallQuery(since=since))
+
+    def _recent_tasks(self, since: datetime) -> Iterator[TaskRecord]:
+        return self.store.tasks(TaskQuery(since=since))
 
     def _admit(self, call: Call) -> None:
         """Step 5: reserve the estimate in every matching budget at once, or refuse the call."""
@@ -291,6 +591,16 @@ class Guard:
             call.decisions.append(f"budget:{budget.name}:{state}")
             if state == "review" and budget.review_action == "downgrade":
                 call.decisions.append(f"budget:{budget.name}:downgrade")
+            if state in ("alert", "review") and self.nudger is not None and self.nudger.policy.budget_alert:
+                spent = from_nano(standing.spent_nano)
+                if self.nudger.due("budget_alert", budget.name):
+                    self._give(
+                        call,
+                        "budget_alert",
+                        f"tokenguard: budget {budget.name!r} is at {spent / budget.limit_usd:.0%} of its "
+                        f"${budget.limit_usd} {budget.period} limit (state {state}); calls are refused beyond "
+                        f"${cap}. Prefer smaller models and shorter prompts for the rest of the period.",
+                    )
             if (
                 admission.admitted
                 and standing.grant_nano
@@ -402,6 +712,9 @@ class Guard:
                 cost = rates.cost(usage)
 
         task = call.task
+        if task is not None and cost:
+            task.model_costs[req.model] = task.model_costs.get(req.model, Decimal(0)) + cost
+        plan = call.plan
         record = CallRecord._trusted(
             {
                 "id": _new_id(),
@@ -428,6 +741,12 @@ class Guard:
                 "status": status,
                 "error_type": type(error).__name__ if error is not None else None,
                 "decisions": tuple(decisions),
+                "routed_from": plan.requested if plan is not None and plan.requested != req.model else None,
+                "route_reason": call.reason,
+                "chain_id": call.chain_id,
+                "attempt": call.attempt,
+                "findings": dict(plan.findings) if plan is not None else {},
+                "nudges": tuple(call.nudges),
             }
         )
         self._write(call, record)
@@ -627,6 +946,8 @@ class Guard:
     def _finish_task(self, task: Task, *, duration_s: float) -> None:
         with self._lock:
             self._running_tasks.pop(task.id, None)
+        if self.nudger is not None:
+            self.nudger.task_finished(task.name, task.outcome, task.model_costs)
         assert task.started_at is not None
         record = TaskRecord(
             id=task.id,
@@ -819,6 +1140,28 @@ class Guard:
     def close(self) -> None:
         """Release the store's connections and files."""
         self.store.close()
+
+
+_PROVIDERS = ("openai", "anthropic")
+
+
+def _allowed(model: str, patterns: Sequence[str]) -> bool:
+    return any(fnmatch.fnmatchcase(model, p) for p in patterns)
+
+
+def _nudger(nudges: NudgePolicy | Mapping[str, Any] | bool) -> Nudger | None:
+    if nudges is False:
+        return None
+    if nudges is True:
+        return Nudger(NudgePolicy())
+    if isinstance(nudges, Mapping):
+        try:
+            nudges = NudgePolicy(**nudges)
+        except TypeError as exc:
+            raise ConfigError(f"nudges: {exc}") from None
+    if not isinstance(nudges, NudgePolicy):
+        raise ConfigError(f"nudges must be True, False, a tg.NudgePolicy or a mapping of its fields, got {nudges!r}")
+    return Nudger(nudges) if nudges.enabled else None
 
 
 _EPOCH = datetime.min.replace(tzinfo=timezone.utc)

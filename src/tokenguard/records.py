@@ -50,6 +50,20 @@ class CallRecord(BaseModel):
     status: CallStatus = "ok"
     error_type: str | None = None
     decisions: tuple[str, ...] = ()
+    routed_from: str | None = Field(
+        default=None, description="the model the caller asked for, when routing sent another (request_model)"
+    )
+    route_reason: str | None = Field(
+        default=None, description='why routing chose request_model: "default", "downgrade:review", "fallback:429", ...'
+    )
+    chain_id: str | None = Field(
+        default=None, description="shared by the attempts of one routed call (retries, fallbacks)"
+    )
+    attempt: int = Field(default=1, description="1 for a first attempt; 2, 3, ... for retries and fallbacks of a chain")
+    findings: Mapping[str, int] = Field(
+        default_factory=dict, description="sensitive-data detections in the input, by kind (never the matched text)"
+    )
+    nudges: tuple[str, ...] = Field(default=(), description='nudges given with this call: "smaller_model", ...')
 
     @classmethod
     def _trusted(cls, values: dict[str, Any]) -> CallRecord:

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from opentelemetry.trace import TracerProvider
 
     from .records import CallRecord
+    from .routing import Plan
 
 __all__ = ["Telemetry"]
 
@@ -140,6 +141,34 @@ class Telemetry:
                 attributes[sc.SERVER_PORT] = server[1]
         return self.tracer.start_span(f"{req.operation} {req.model}", kind=SpanKind.CLIENT, attributes=attributes)
 
+    def start_chain(self, plan: Plan, chain_id: str, server: tuple[str, int | None] | None) -> Span | None:
+        """The parent span of a routed call's attempts (retries, fallbacks); made current by the
+        caller while the attempts are sent, so that each attempt's CLIENT span is its child."""
+        if not self.enabled:
+            return None
+        req = plan.req
+        attributes: Attributes = {
+            sc.OPERATION_NAME: req.operation,
+            sc.PROVIDER_NAME: req.provider,
+            sc.REQUEST_MODEL: req.model,
+            sc.ROUTE_REQUESTED_MODEL: plan.requested,
+            sc.CHAIN_ID: chain_id,
+        }
+        if plan.reason:
+            attributes[sc.ROUTE_REASON] = plan.reason
+        if server is not None:
+            attributes[sc.SERVER_ADDRESS] = server[0]
+        return self.tracer.start_span(f"chain {plan.requested}", kind=SpanKind.INTERNAL, attributes=attributes)
+
+    @staticmethod
+    def end_chain(span: Span, attempts: int, model: str, error: BaseException | None) -> None:
+        if span.is_recording():
+            span.set_attributes({sc.CHAIN_ATTEMPTS: attempts, sc.CHAIN_MODEL: model})
+            if error is not None:
+                span.set_attribute(sc.ERROR_TYPE, type(error).__name__)
+                span.set_status(Status(StatusCode.ERROR, type(error).__name__))
+        span.end()
+
     def end_span(
         self,
         span: Span,
@@ -176,6 +205,17 @@ class Telemetry:
                 a[sc.ESTIMATED_COST_USD] = float(record.estimated_cost_usd)
             if record.decisions:
                 a[sc.DECISIONS] = list(record.decisions)
+            if record.route_reason:
+                a[sc.ROUTE_REASON] = record.route_reason
+            if record.routed_from:
+                a[sc.ROUTE_REQUESTED_MODEL] = record.routed_from
+            if record.chain_id:
+                a[sc.CHAIN_ID] = record.chain_id
+                a[sc.CHAIN_ATTEMPT] = record.attempt
+            for kind, n in record.findings.items():
+                a[sc.SENSITIVE_PREFIX + kind] = n
+            if record.nudges:
+                a[sc.NUDGES] = list(record.nudges)
             if record.task_id:
                 a[sc.TASK_ID] = record.task_id
                 a[sc.TASK_NAME] = record.task_name or ""

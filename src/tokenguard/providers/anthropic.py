@@ -93,6 +93,8 @@ class AnthropicAdapter:
     """Translates Anthropic requests and responses to the neutral types."""
 
     provider = "anthropic"
+    # The request fields holding the user's text (scanned for sensitive data).
+    input_keys: Mapping[str, tuple[str, ...]] = {"messages": ("system", "messages")}
 
     def api_for(self, method: str, url: str) -> str | None:
         return "messages" if method == "post" and url == "/v1/messages" else None

@@ -84,6 +84,8 @@ class Adapter(Protocol):
     """One vendor's thin translation layer."""
 
     provider: str
+    input_keys: Mapping[str, tuple[str, ...]]
+    """Per API, the request fields that hold the user's text (for the sensitive-data scan)."""
 
     def api_for(self, method: str, url: str) -> str | None:
         """The governed API an HTTP request belongs to, or ``None`` to pass it through untouched."""

@@ -153,6 +153,12 @@ class OpenAIAdapter:
     """Translates OpenAI requests and responses to the neutral types."""
 
     provider = "openai"
+    # The request fields holding the user's text (scanned for sensitive data).
+    input_keys: Mapping[str, tuple[str, ...]] = {
+        "chat.completions": ("messages",),
+        "responses": ("instructions", "input"),
+        "embeddings": ("input",),
+    }
 
     def api_for(self, method: str, url: str) -> str | None:
         if method != "post":

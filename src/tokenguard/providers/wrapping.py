@@ -24,6 +24,7 @@ import contextlib
 import inspect
 import json
 import logging
+import os
 import sys
 import time
 import weakref
@@ -35,12 +36,14 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 
+from ..routing import BACKOFF_MAX_S, retry_after, retry_reason
 from .anthropic import AnthropicAdapter
-from .base import Adapter, CallResult, JSONView, StreamAccumulator
+from .base import Adapter, CallRequest, CallResult, JSONView, StreamAccumulator
 from .openai import OpenAIAdapter
 
 if TYPE_CHECKING:
     from ..guard import Call, Guard
+    from ..routing import Plan
 
 __all__ = ["wrap_client"]
 
@@ -141,20 +144,29 @@ def _make_governed_class(base: type, kit: _Kit) -> type:
     base_request = base.request  # type: ignore[attr-defined]
     base_copy = base.copy  # type: ignore[attr-defined]
 
-    def prepare(self: Any, options: Any, stream: bool) -> tuple[Any, Call | None, bool]:
-        """Steps 1-6 before sending; returns the options to send and the call in flight."""
+    def plan(self: Any, options: Any, stream: bool) -> _Governed | None:
+        """Steps 1-3: the neutral request and the policy decisions; ``None`` when not governed."""
         api = adapter.api_for(options.method, options.url)
         body = options.json_data
         if api is None or not isinstance(body, Mapping):
-            return options, None, False
-        raw = _raw_mode(options)
+            return None
+        guard = self._tokenguard_guard
         req = adapter.request(api, body, stream)
+        server = _server_of(self)
+        return _Governed(guard, server, req, guard.plan(adapter, req, server), _raw_mode(options))
+
+    def begin(g: _Governed, options: Any, stream: bool, attempt: _Attempt) -> tuple[Any, Call, bool]:
+        """Steps 4-6 of one attempt: the options to send and the call in flight."""
+        req = attempt.req
+        body = req.body
         hide_usage = False
-        if stream and raw != "stream":
-            new_body, hide_usage = adapter.prepare_stream(api, body)
-            if new_body is not body:
-                options = options.model_copy(update={"json_data": new_body})
-        call = self._tokenguard_guard.begin(adapter, req, _server_of(self))
+        if stream and g.raw != "stream":
+            body, hide_usage = adapter.prepare_stream(req.api, body)
+        if body is not options.json_data:
+            options = options.model_copy(update={"json_data": body})
+        call = g.guard.begin(
+            adapter, req, g.server, g.plan, attempt=attempt.n, reason=attempt.reason, chain_id=attempt.chain_id
+        )
         return options, call, hide_usage
 
     def copy(self: Any, *args: Any, **kwargs: Any) -> Any:
@@ -171,14 +183,13 @@ def _make_governed_class(base: type, kit: _Kit) -> type:
         "with_options": copy,
     }
 
+    # The sync and async request methods are twins: one body cannot both await and not.
     if kit.is_async:
 
-        async def arequest(
-            self: Any, cast_to: Any, options: Any, *, stream: bool = False, stream_cls: Any = None
+        async def asend(
+            self: Any, cast_to: Any, options: Any, stream: bool, stream_cls: Any, g: _Governed, a: _Attempt
         ) -> Any:
-            options, call, hide_usage = prepare(self, options, stream)
-            if call is None:
-                return await base_request(self, cast_to, options, stream=stream, stream_cls=stream_cls)
+            options, call, hide_usage = begin(g, options, stream, a)
             span_token = _attach(call)
             native = _native_span_off.set(True)
             try:
@@ -191,13 +202,36 @@ def _make_governed_class(base: type, kit: _Kit) -> type:
                 _detach(span_token)
             return _observe(kit, call, result, hide_usage)
 
+        async def arequest(
+            self: Any, cast_to: Any, options: Any, *, stream: bool = False, stream_cls: Any = None
+        ) -> Any:
+            g = plan(self, options, stream)
+            if g is None:
+                return await base_request(self, cast_to, options, stream=stream, stream_cls=stream_cls)
+            if g.plan is None or not g.plan.chains:
+                return await asend(self, cast_to, options, stream, stream_cls, g, _Attempt.first(g))
+            chain = _Chain(g)
+            try:
+                for _model in chain.models():
+                    try:
+                        async for retry in chain.async_retrying():
+                            with retry:
+                                result = await asend(self, cast_to, options, stream, stream_cls, g, chain.next(retry))
+                        return chain.done(result)
+                    except Exception as exc:
+                        if not chain.failed(exc):
+                            raise
+            finally:
+                chain.end()
+            raise AssertionError("unreachable")  # pragma: no cover - chain.failed raises on the last model
+
         namespace["request"] = arequest
     else:
 
-        def request(self: Any, cast_to: Any, options: Any, *, stream: bool = False, stream_cls: Any = None) -> Any:
-            options, call, hide_usage = prepare(self, options, stream)
-            if call is None:
-                return base_request(self, cast_to, options, stream=stream, stream_cls=stream_cls)
+        def send(
+            self: Any, cast_to: Any, options: Any, stream: bool, stream_cls: Any, g: _Governed, a: _Attempt
+        ) -> Any:
+            options, call, hide_usage = begin(g, options, stream, a)
             span_token = _attach(call)
             native = _native_span_off.set(True)
             try:
@@ -209,6 +243,27 @@ def _make_governed_class(base: type, kit: _Kit) -> type:
                 _native_span_off.reset(native)
                 _detach(span_token)
             return _observe(kit, call, result, hide_usage)
+
+        def request(self: Any, cast_to: Any, options: Any, *, stream: bool = False, stream_cls: Any = None) -> Any:
+            g = plan(self, options, stream)
+            if g is None:
+                return base_request(self, cast_to, options, stream=stream, stream_cls=stream_cls)
+            if g.plan is None or not g.plan.chains:
+                return send(self, cast_to, options, stream, stream_cls, g, _Attempt.first(g))
+            chain = _Chain(g)
+            try:
+                for _model in chain.models():
+                    try:
+                        for retry in chain.retrying():
+                            with retry:
+                                result = send(self, cast_to, options, stream, stream_cls, g, chain.next(retry))
+                        return chain.done(result)
+                    except Exception as exc:
+                        if not chain.failed(exc):
+                            raise
+            finally:
+                chain.end()
+            raise AssertionError("unreachable")  # pragma: no cover - chain.failed raises on the last model
 
         namespace["request"] = request
 
@@ -222,6 +277,130 @@ def _make_governed_class(base: type, kit: _Kit) -> type:
         namespace["_tracer"] = property(_tracer)
 
     return type(base.__name__, (base,), namespace)
+
+
+@dataclass(slots=True)
+class _Governed:
+    """A governed call before its attempts: where it goes and what step 3 decided."""
+
+    guard: Guard
+    server: tuple[str, int | None] | None
+    req: CallRequest
+    plan: Plan | None
+    raw: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class _Attempt:
+    """One attempt of a governed call: its request (model), number, and why that model."""
+
+    req: CallRequest
+    n: int = 1
+    reason: str | None = None
+    chain_id: str | None = None
+
+    @staticmethod
+    def first(g: _Governed) -> _Attempt:
+        return _Attempt(g.req) if g.plan is None else _Attempt(g.plan.req, 1, g.plan.reason)
+
+
+class _Chain:
+    """The attempts of a routed call: retries of each model (with ``tenacity``), then the next
+    fallback. One parent span covers them; each attempt is its own call, record and child span."""
+
+    def __init__(self, g: _Governed) -> None:
+        assert g.plan is not None
+        self.guard = g.guard
+        self.plan = g.plan
+        self.id = os.urandom(8).hex()
+        self.models_left = [g.plan.req.model, *g.plan.fallbacks]
+        self.req = g.plan.req
+        self.n = 0
+        self.first_reason: str | None = None
+        self.last: str | None = None  # why the previous attempt failed: "429", "5xx", ...
+        self.error: BaseException | None = None
+        self.span = g.guard.telemetry.start_chain(g.plan, self.id, g.server)
+        self.token = otel_context.attach(trace.set_span_in_context(self.span)) if self.span is not None else None
+
+    def models(self) -> Iterator[str]:
+        first = True
+        while self.models_left:
+            model = self.models_left.pop(0)
+            self.req = self.plan.attempt(model)
+            self.first_reason = self.plan.reason if first else f"fallback:{self.last}"
+            first = False
+            yield model
+
+    def _retryable(self, exc: BaseException) -> bool:
+        # A vendor that asks to wait longer than the route's max_wait_s is not retried: the chain
+        # moves on to the next fallback at once.
+        self.last = retry_reason(exc)
+        if self.last is None:
+            return False
+        asked = retry_after(exc)
+        return asked is None or asked <= self.plan.max_wait_s
+
+    def _wait(self) -> Any:
+        import tenacity
+
+        first = self.plan.backoff_s
+        backoff = tenacity.wait_exponential_jitter(initial=first, max=BACKOFF_MAX_S, jitter=first)
+
+        def wait(state: tenacity.RetryCallState) -> float:
+            error = state.outcome.exception() if state.outcome is not None else None
+            asked = retry_after(error) if error is not None else None
+            return asked if asked is not None else backoff(state)
+
+        return wait
+
+    def retrying(self) -> Any:
+        import tenacity
+
+        return tenacity.Retrying(
+            stop=tenacity.stop_after_attempt(self.plan.retries + 1),
+            wait=self._wait(),
+            retry=tenacity.retry_if_exception(self._retryable),
+            reraise=True,
+        )
+
+    def async_retrying(self) -> Any:
+        import tenacity
+
+        return tenacity.AsyncRetrying(
+            stop=tenacity.stop_after_attempt(self.plan.retries + 1),
+            wait=self._wait(),
+            retry=tenacity.retry_if_exception(self._retryable),
+            reraise=True,
+        )
+
+    def next(self, retry: Any) -> _Attempt:
+        self.n += 1
+        reason = self.first_reason if retry.retry_state.attempt_number == 1 else f"retry:{self.last}"
+        return _Attempt(self.req, self.n, reason, self.id)
+
+    def failed(self, exc: BaseException) -> bool:
+        """After a model's last attempt failed: True to go on with the next fallback."""
+        self.error = exc
+        if retry_reason(exc) is None or not self.models_left:
+            return False
+        log.warning(
+            "tokenguard: %s failed (%s) after %d attempt(s) of this call; falling back to %s",
+            self.req.model,
+            type(exc).__name__,
+            self.n,
+            self.models_left[0],
+        )
+        return True
+
+    def done(self, result: Any) -> Any:
+        self.error = None
+        return result
+
+    def end(self) -> None:
+        if self.token is not None:
+            otel_context.detach(self.token)
+        if self.span is not None:
+            self.guard.telemetry.end_chain(self.span, self.n, self.req.model, self.error)
 
 
 def _attach(call: Call) -> object | None:

@@ -44,7 +44,7 @@ log = logging.getLogger("tokenguard")
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 APPLICATION_ID = 0x746B6775  # "tkgu": marks the file as tokenguard's
 MIN_SQLITE = (3, 24, 0)  # UPSERT
 DEFAULT_TIMEOUT_S = 5.0
@@ -106,7 +106,13 @@ CREATE TABLE IF NOT EXISTS calls (
     task_name TEXT,
     status TEXT NOT NULL,
     error_type TEXT,
-    decisions TEXT NOT NULL
+    decisions TEXT NOT NULL,
+    routed_from TEXT,
+    route_reason TEXT,
+    chain_id TEXT,
+    attempt INTEGER NOT NULL DEFAULT 1,
+    findings TEXT NOT NULL DEFAULT '{}',
+    nudges TEXT NOT NULL DEFAULT '[]'
 );
 CREATE INDEX IF NOT EXISTS calls_time ON calls (time_us);
 CREATE INDEX IF NOT EXISTS calls_task ON calls (task_id, time_us) WHERE task_id IS NOT NULL;
@@ -176,6 +182,16 @@ CREATE TABLE IF NOT EXISTS events (
 ) WITHOUT ROWID;
 """
 
+# Schema 1 -> 2 (routing, sensitive data, nudges): new columns of the calls table.
+_MIGRATE_1_TO_2 = (
+    "ALTER TABLE calls ADD COLUMN routed_from TEXT",
+    "ALTER TABLE calls ADD COLUMN route_reason TEXT",
+    "ALTER TABLE calls ADD COLUMN chain_id TEXT",
+    "ALTER TABLE calls ADD COLUMN attempt INTEGER NOT NULL DEFAULT 1",
+    "ALTER TABLE calls ADD COLUMN findings TEXT NOT NULL DEFAULT '{}'",
+    "ALTER TABLE calls ADD COLUMN nudges TEXT NOT NULL DEFAULT '[]'",
+)
+
 _CALL_COLUMNS = (
     "id",
     "time_us",
@@ -202,6 +218,12 @@ _CALL_COLUMNS = (
     "status",
     "error_type",
     "decisions",
+    "routed_from",
+    "route_reason",
+    "chain_id",
+    "attempt",
+    "findings",
+    "nudges",
 )
 _INSERT_CALL = f"INSERT INTO calls ({', '.join(_CALL_COLUMNS)}) VALUES ({', '.join('?' * len(_CALL_COLUMNS))})"
 _SELECT_CALLS = f"SELECT seq, {', '.join(_CALL_COLUMNS)} FROM calls"
@@ -288,6 +310,12 @@ def _call_row(record: CallRecord) -> tuple[object, ...]:
         record.status,
         record.error_type,
         _json(list(record.decisions)),
+        record.routed_from,
+        record.route_reason,
+        record.chain_id,
+        record.attempt,
+        _json(dict(record.findings)),
+        _json(list(record.nudges)),
     )
 
 
@@ -321,6 +349,12 @@ def _call_record(row: Sequence[Any]) -> CallRecord:
             "status": row[23],
             "error_type": row[24],
             "decisions": tuple(json.loads(row[25])),
+            "routed_from": row[26],
+            "route_reason": row[27],
+            "chain_id": row[28],
+            "attempt": row[29],
+            "findings": json.loads(row[30]),
+            "nudges": tuple(json.loads(row[31])),
         }
     )
 
@@ -486,7 +520,11 @@ class SQLiteStore(Store):
             return
         conn.execute("BEGIN IMMEDIATE")
         try:
-            if conn.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
+            current = conn.execute("PRAGMA user_version").fetchone()[0]
+            if current == 1:
+                for statement in _MIGRATE_1_TO_2:
+                    conn.execute(statement)
+            if current < SCHEMA_VERSION:
                 for statement in _SCHEMA.split(";"):
                     if statement.strip():
                         conn.execute(statement)

@@ -29,6 +29,7 @@ class _Failure:
     status: int
     retry_after: float | None
     body: dict[str, Any] | None
+    model: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,8 +227,12 @@ class FakeLLMServer:
         times: int = 1,
         retry_after: float | None = None,
         body: dict[str, Any] | None = None,
+        model: str | None = None,
     ) -> None:
         """Answer the next ``times`` governed requests with HTTP ``status``.
+
+        With ``model``, only requests for that model fail (e.g. a primary model that is down while
+        its fallback answers); other requests are answered normally and leave the failure queued.
 
         Governed endpoints: chat completions, responses, embeddings, messages (not
         ``count_tokens``). The error body has the vendor's error shape unless
@@ -241,7 +246,7 @@ class FakeLLMServer:
             raise ValueError("fail_next() times must be >= 1")
         if retry_after is not None and retry_after < 0:
             raise ValueError("fail_next() retry_after must be >= 0")
-        failure = _Failure(status, retry_after, dict(body) if body is not None else None)
+        failure = _Failure(status, retry_after, dict(body) if body is not None else None, model)
         with self._lock:
             self._failures.extend([failure] * times)
 
@@ -279,7 +284,14 @@ class FakeLLMServer:
             self._request_count += 1
             if self._record_requests:
                 self._requests.append(request)
-            failure = self._failures.popleft() if governed and self._failures else None
+            failure = None
+            if governed and self._failures:
+                model = request.body.get("model") if isinstance(request.body, dict) else None
+                for i, queued in enumerate(self._failures):
+                    if queued.model is None or queued.model == model:
+                        failure = queued
+                        del self._failures[i]
+                        break
             fail_after = None
             if streaming and failure is None and self._fail_stream_after is not None:
                 fail_after, self._fail_stream_after = self._fail_stream_after, None
