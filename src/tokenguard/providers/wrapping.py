@@ -344,7 +344,7 @@ class _Chain:
         import tenacity
 
         first = self.plan.backoff_s
-        backoff = tenacity.wait_exponential_jitter(initial=first, max=BACKOFF_MAX_S, jitter=first)
+        backoff = tenacity.wait_exponential(multiplier=first, max=BACKOFF_MAX_S) + tenacity.wait_random(0, first)
 
         def wait(state: tenacity.RetryCallState) -> float:
             error = state.outcome.exception() if state.outcome is not None else None
