@@ -29,7 +29,7 @@ from . import semconv as sc
 from .budgets import Budget, BudgetEvent, BudgetStatus, Grant, from_nano, to_nano
 from .context import Task, _route_var, _tags_var, _task_var
 from .errors import BudgetExceeded, ConfigError, PolicyViolation, StoreUnavailable
-from .nudges import NudgePolicy, Nudger
+from .nudges import Nudge, NudgePolicy, Nudger
 from .periods import window
 from .pricing import Price, PriceBook, Rates, Usage, to_decimal
 from .providers.base import CallRequest, CallResult
@@ -114,7 +114,7 @@ class Call:
         self.decisions: list[str] = list(plan.decisions) if plan is not None else []
         if reason is not None:
             self.decisions.append(f"route:{reason}")
-        self.nudges: list[str] = []
+        self.nudges: list[tuple[str, str]] = []  # (kind, message)
         self.span: Span | None = None
         self.estimate: Decimal | None = None
         self.rates: Rates | None = None
@@ -501,6 +501,12 @@ class Guard:
             self._admit(call)
         if self.nudger is not None:
             self._nudge(call)
+            for kind, message in call.nudges:
+                try:
+                    Nudger.deliver(kind, message)
+                except Nudge:  # escalated by a warnings filter ("error"): the call is refused, and recorded
+                    call.settle(None, "blocked")
+                    raise
         return call
 
     def _prepare(self, call: Call) -> None:
@@ -548,16 +554,16 @@ class Guard:
                 self._give(call, "smaller_model", advice)
 
     def _give(self, call: Call, kind: str, message: str) -> None:
-        call.nudges.append(kind)
+        """Attach a nudge to the call (delivered as a warning and a log line once it is admitted)."""
+        call.nudges.append((kind, message))
         if call.span is not None and call.span.is_recording():
             call.span.add_event(sc.EVENT_NUDGE, {sc.NUDGE_KIND: kind, sc.NUDGE_MESSAGE: message})
-        Nudger.deliver(kind, message)
 
     def _recent_calls(self, since: datetime) -> Iterator[CallRecord]:
         return self.store.calls(CallQuery(since=since))
 
-    def _recent_tasks(self, since: datetime) -> Iterator[TaskRecord]:
-        return self.store.tasks(TaskQuery(since=since))
+    def _recent_tasks(self, since: datetime, until: datetime) -> Iterator[TaskRecord]:
+        return self.store.tasks(TaskQuery(since=since, until=until))
 
     def _admit(self, call: Call) -> None:
         """Step 5: reserve the estimate in every matching budget at once, or refuse the call."""
@@ -746,7 +752,7 @@ class Guard:
                 "chain_id": call.chain_id,
                 "attempt": call.attempt,
                 "findings": dict(plan.findings) if plan is not None else {},
-                "nudges": tuple(call.nudges),
+                "nudges": tuple(kind for kind, _ in call.nudges),
             }
         )
         self._write(call, record)

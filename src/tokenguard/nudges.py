@@ -117,6 +117,8 @@ class Nudger:
         self._last: dict[tuple[str, str], float] = {}
         self._record: dict[str, dict[str, _ModelRecord]] = {}
         self._seeded: threading.Event | None = None
+        # Tasks finished from now on are folded in as they finish; the ledger is read up to here.
+        self._created = datetime.now(timezone.utc)
 
     def due(self, kind: str, subject: str) -> bool:
         """Whether a ``kind`` nudge about ``subject`` may be given now (then it counts as given)."""
@@ -151,7 +153,7 @@ class Nudger:
     def seed(
         self,
         calls: Callable[[datetime], Iterable[CallRecord]],
-        tasks: Callable[[datetime], Iterable[TaskRecord]],
+        tasks: Callable[[datetime, datetime], Iterable[TaskRecord]],
     ) -> None:
         """Read the ledger's recent tasks into the record, once, in a background thread."""
         with self._lock:
@@ -167,7 +169,7 @@ class Nudger:
                     if c.task_id and c.cost_usd:
                         per = costs.setdefault(c.task_id, {})
                         per[c.request_model] = per.get(c.request_model, Decimal(0)) + c.cost_usd
-                for t in tasks(since):
+                for t in tasks(since, self._created):
                     self.task_finished(t.name, t.outcome, costs.get(t.id, {}))
             except Exception:
                 log.exception("tokenguard could not read its ledger for smaller-model nudges")
