@@ -305,7 +305,7 @@ class Guard:
         sensitive = binding.sensitive if binding is not None else self.sensitive
         if binding is None and route is None and not sensitive and req.model != AUTO:
             return None
-        plan = Plan(req=req, requested=req.model, route=route, use_case=binding.name if binding else None)
+        plan = Plan(req=req, requested=req.model, route=route)
         decisions: list[str] = []
         try:
             if binding is not None:

@@ -16,8 +16,9 @@ For each call the router decides, in this order, and records the reason:
    ``review_action="downgrade"`` is in review (``downgrade:review``).
 
 Then the call is sent; on a 429 (its ``retry-after`` is honoured), a 5xx, a timeout or a lost
-connection it is retried ``retries`` times with exponential backoff, then sent to each of the
-route's ``fallbacks`` of the same provider in turn (reasons ``retry:429``, ``fallback:429``, ...).
+connection it is retried ``retries`` times with exponential backoff (with ``tenacity``), then sent
+to each of the route's ``fallbacks`` of the same provider in turn (reasons ``retry:429``,
+``fallback:429``, ...).
 Every attempt is admitted against the budgets with the model it actually uses, and is its own
 ledger record; the attempts share a ``chain_id`` and one parent span.
 """
@@ -43,7 +44,9 @@ __all__ = ["AUTO", "Plan", "Route", "current_route", "retry_after", "retry_reaso
 AUTO = "auto"
 """The model name that asks the router for the route's default model."""
 
-DEFAULT_RETRIES = 2
+DEFAULT_RETRIES = 0
+"""The vendor SDKs already retry 429s, 5xx and timeouts (``max_retries``, 2 by default) inside each
+attempt; tokenguard adds its own retries only when a route asks for them."""
 DEFAULT_MAX_WAIT_S = 30.0
 BACKOFF_INITIAL_S = 0.5
 BACKOFF_MAX_S = 8.0
@@ -73,8 +76,10 @@ class Route:
       ``review_action="downgrade"`` is in review.
     * ``fallbacks``: models tried in turn, after the retries, when a call fails with a 429, a 5xx,
       a timeout or a lost connection. Models of another provider than the client's are skipped.
-    * ``retries``: attempts with the same model after the first one (default 2), with exponential
-      backoff and jitter, or the ``retry-after`` the vendor asked for.
+    * ``retries``: attempts with the same model after the first one (default 0: the SDK's own
+      ``max_retries`` already retry inside each attempt), with exponential backoff and jitter, or
+      the ``retry-after`` the vendor asked for. For a ledger record per attempt, set
+      ``max_retries=0`` on the client and ``retries`` here.
     * ``max_wait_s``: the longest wait before a retry (default 30 s); a ``retry-after`` beyond it
       moves on to the next fallback at once.
     * ``backoff_s``: the first backoff (default 0.5 s), doubling up to 8 s, plus up to as much
@@ -146,11 +151,6 @@ class Route:
         return replace(outer, **changes) if changes else outer
 
     # -- decisions -----------------------------------------------------------------------------
-
-    @property
-    def chains(self) -> bool:
-        """Whether calls under this route may take more than one attempt."""
-        return bool(self.fallbacks) or (self.retries if self.retries is not None else DEFAULT_RETRIES) > 0
 
     def allows(self, model: str) -> bool:
         return self.allow is None or any(fnmatch.fnmatchcase(model, p) for p in self.allow)
@@ -297,16 +297,17 @@ class Plan:
     reason: str | None = None
     """Why ``req.model`` was chosen, when routing chose it."""
     decisions: tuple[str, ...] = ()
-    """Use-case, sensitive-data and routing decisions, added to every attempt's record."""
+    """Use-case and sensitive-data decisions, added to every attempt's record (each attempt adds
+    its own ``route:<reason>``)."""
     findings: Mapping[str, int] = field(default_factory=dict)
     route: Route | None = None
     fallbacks: tuple[str, ...] = ()
     """The models to try after ``req.model``'s retries, in order (of the client's provider)."""
-    use_case: str | None = None
 
     @property
     def chains(self) -> bool:
-        return self.route is not None and self.route.chains
+        """Whether the call may take more than one attempt (retries or fallbacks)."""
+        return bool(self.fallbacks) or self.retries > 0
 
     @property
     def retries(self) -> int:
