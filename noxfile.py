@@ -43,7 +43,8 @@ def demo(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """Per-call overhead against the raw clients, budgets and stores (see docs/performance.md).
+    """Per-call overhead against the raw clients, budgets, stores and policy, and the sensitive-data
+    scanner's throughput (see docs/performance.md).
 
     `nox -s bench -- --quick` for a short run. Redis figures need a running redis-server: pass its
     URI with `nox -s bench -- --redis redis://127.0.0.1:6379/0`."""
@@ -60,6 +61,8 @@ def bench(session: nox.Session) -> None:
     uris = ["memory://", f"sqlite:///{tmp}/bench.db", *([redis] if redis else [])]
     session.run("python", "benchmarks/budgets.py", *quick, *(a for u in uris for a in ("--uri", u)))
     session.run("python", "benchmarks/stores.py", *(a for u in uris for a in ("--uri", u)))
+    session.run("python", "benchmarks/policy.py", *quick)
+    session.run("python", "benchmarks/scan.py", *quick)
 
 
 @nox.session
