@@ -306,3 +306,14 @@ def test_sqlite_ledger_keeps_routing_fields_and_migrates_schema_1(tmp_path, fake
     assert (second.routed_from, second.route_reason, second.attempt) == ("gpt-4o", "fallback:429", 2)
     assert second.chain_id == first.chain_id is not None
     guard.close()
+
+
+def test_timeouts_are_retried(guard, fake_llm):
+    client = guard.wrap(openai.OpenAI(base_url=fake_llm.openai_base_url, api_key=API_KEY, max_retries=0, timeout=0.05))
+    fake_llm.set_latency(0.3)
+    with tg.route(retries=1, backoff_s=0.001), pytest.raises(openai.APITimeoutError):
+        create(client)
+    assert [(r.status, r.error_type, r.route_reason) for r in records(guard)] == [
+        ("error", "APITimeoutError", None),
+        ("error", "APITimeoutError", "retry:timeout"),
+    ]
