@@ -47,8 +47,28 @@ def spend_by(records: Sequence[CallRecord], key: Callable[[CallRecord], str]) ->
     return sorted(((k, *v) for k, v in groups.items()), key=lambda row: row[3], reverse=True)
 
 
+def _demo_guard() -> Guard:
+    """The demo's policy: a use-case catalog by risk, and a research budget that downgrades in review."""
+    import tokenguard as tg
+
+    return tg.Guard(
+        telemetry=False,
+        use_cases=[
+            tg.UseCase("summarize_ticket", risk="low"),
+            tg.UseCase("draft_email", risk="medium"),  # personal data is redacted before sending
+            tg.UseCase("contract_review", risk="high", approver="legal-ops@acme.example"),
+        ],
+        budgets=[
+            tg.Budget("research", limit_usd="0.06", hard_at=3, scope={"team": "research"}, review_action="downgrade")
+        ],
+        routes=[tg.Route(scope={"team": "research"}, downgrade={"gpt-4o": "gpt-4o-mini"}, fallbacks=["gpt-4.1"])],
+        nudges=False,
+    )
+
+
 def _demo_workload(guard: Guard, server: Any) -> None:
-    """Three teams, four apps, OpenAI and Anthropic, streams, a rate limit and an abandoned stream."""
+    """Four teams, OpenAI and Anthropic, streams, a rate limit, an abandoned stream, and governance:
+    a fallback, a budget downgrade, redaction and a high-risk task refused until approved."""
     import openai
     from anthropic import Anthropic
 
@@ -95,7 +115,9 @@ def _demo_workload(guard: Guard, server: Any) -> None:
                 with claude.messages.stream(
                     model="claude-haiku-4-5",
                     max_tokens=400,
-                    messages=ticket()[1:],
+                    messages=[
+                        {"role": "user", "content": f"Follow up with jane.doe{i}@example.com (+1 415 555 01{i:02d})."}
+                    ],
                     extra_headers=out(rng.randint(80, 250)),
                 ) as stream:
                     for j, _ in enumerate(stream.text_stream):
@@ -104,9 +126,12 @@ def _demo_workload(guard: Guard, server: Any) -> None:
                 if i != 7:
                     task.succeed()
 
-    # research / notebook: a big model with prompt caching, embeddings, and a long Claude analysis
+    # research / notebook: a big model with prompt caching, embeddings, and a long Claude analysis.
+    # gpt-4o is rate-limited at first (the route falls back to gpt-4.1); then the research budget goes
+    # into review and its route downgrades gpt-4o to gpt-4o-mini.
     with tg.tags(team="research", app="notebook", user="dr-lee"):
         server.set_usage(FakeUsage(input_tokens=24_000, output_tokens=900, cache_read_tokens=20_000))
+        server.fail_next(429, retry_after=0.01, model="gpt-4o")
         with tg.task("literature_review", guard=guard) as task:
             for _ in range(3):
                 oai.chat.completions.create(model="gpt-4o", messages=ticket(), max_tokens=1000)
@@ -117,6 +142,14 @@ def _demo_workload(guard: Guard, server: Any) -> None:
         with tg.task("analysis", guard=guard):
             claude.messages.create(model="claude-sonnet-4-6", max_tokens=4000, messages=ticket())
         server.set_usage(None)
+
+    # legal / contracts: a high-risk use case is refused until the task carries an approval id
+    with tg.tags(team="legal", app="contracts", user="counsel-1"):
+        with contextlib.suppress(tg.PolicyViolation), tg.task("contract_review", guard=guard):
+            oai.chat.completions.create(model="gpt-4o", messages=ticket(), max_tokens=500)
+        with tg.task("contract_review", guard=guard, approval_id="LEGAL-2291") as task:
+            oai.chat.completions.create(model="gpt-4o", messages=ticket(), max_tokens=500)
+            task.succeed()
 
     # ops / chatbot: the Responses API
     with tg.tags(team="ops", app="chatbot", user="oncall"), tg.task("incident_qa", guard=guard) as task:
@@ -135,16 +168,15 @@ def demo(_args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    import tokenguard as tg
 
     from .testing import FakeLLMServer
 
-    guard = tg.Guard(telemetry=False)
+    guard = _demo_guard()
     with FakeLLMServer() as server:
         _demo_workload(guard, server)
     records = list(guard.records())
     tasks = list(guard.tasks())
-    print(f"tokenguard demo: {len(records)} model calls by 4 teams, against the offline fake server\n")
+    print(f"tokenguard demo: {len(records)} model calls by 5 teams, against the offline fake server\n")
     headers = ("", "calls", "tokens", "cost")
     for title, key in (
         ("Spend by team", lambda r: r.tags.get("team", "-")),
@@ -155,9 +187,25 @@ def demo(_args: argparse.Namespace) -> int:
         rows = [(k, calls, tokens, _usd(cost)) for k, calls, tokens, cost in spend_by(records, key)]
         print(_table(title, headers, rows))
     print(_table("Tasks: cost per successful task, not raw volume", *task_rows(tasks)))
+    print(_table("Governance: what the policy did", ("", "calls"), governance_rows(records)))
     total = sum((r.cost_usd or Decimal(0) for r in records), Decimal(0))
     print(f"Total committed spend: {_usd(total)}  (guard.spend() = {_usd(guard.spend())})")
     return 0
+
+
+def governance_rows(records: Sequence[CallRecord]) -> list[tuple[str, int]]:
+    """Counts of routing reasons, refusals (by the decision that refused) and sensitive data found."""
+    counts: dict[str, int] = defaultdict(int)
+    for r in records:
+        if r.route_reason:
+            counts[f"routed: {r.route_reason} ({r.routed_from} -> {r.request_model})"] += 1
+        if r.status == "blocked":
+            refusal = next((d for d in r.decisions if d.endswith((":block", ":blocked"))), "other")
+            counts[f"refused before sending: {refusal}"] += 1
+        for kind, n in r.findings.items():
+            action = next((d.rsplit(":", 1)[1] for d in r.decisions if d.startswith(f"sensitive:{kind}:")), "?")
+            counts[f"sensitive data: {kind} ({action})"] += n
+    return sorted(counts.items())
 
 
 def task_rows(tasks: Sequence[TaskRecord]) -> tuple[tuple[str, ...], list[tuple[object, ...]]]:
