@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
 from decimal import ROUND_CEILING, ROUND_HALF_EVEN, Decimal
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from .errors import ConfigError
@@ -26,6 +26,8 @@ _NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:-]{0,127}")
 
 BudgetState = Literal["ok", "alert", "review", "exceeded"]
 ReviewAction = Literal["warn", "downgrade", "block"]
+Amount = Decimal | int | float | str
+"""A money amount or fraction as given: converted to ``Decimal`` (floats through ``str``)."""
 
 
 def to_nano(usd: Decimal, *, up: bool = False) -> int:
@@ -68,6 +70,21 @@ class Budget:
     hard_at: Decimal = Decimal("1.2")
     review_action: ReviewAction = "warn"
     timezone: str = "UTC"
+
+    if TYPE_CHECKING:  # what the constructor accepts; the fields hold the normalised values
+
+        def __init__(
+            self,
+            name: str,
+            limit_usd: Amount,
+            scope: Mapping[str, str] = ...,
+            period: str = "month",
+            alert_at: Amount = ...,
+            review_at: Amount = ...,
+            hard_at: Amount = ...,
+            review_action: ReviewAction = "warn",
+            timezone: str = "UTC",
+        ) -> None: ...
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or _NAME_RE.fullmatch(self.name) is None:

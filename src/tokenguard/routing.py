@@ -31,7 +31,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from email.utils import parsedate_to_datetime
 from types import MappingProxyType, TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, TypedDict
+
+from typing_extensions import Unpack
 
 from .context import _route_var, _Scope
 from .errors import ConfigError
@@ -59,6 +61,20 @@ def _models(value: object, what: str) -> tuple[str, ...] | None:
     if not isinstance(items, (list, tuple)) or not all(isinstance(m, str) and m for m in items):
         raise ConfigError(f"{what} must be a model name or a list of model names, got {value!r}")
     return tuple(items)
+
+
+class RouteFields(TypedDict, total=False):
+    """The policy fields of :class:`Route` and :func:`route`, as given (see :class:`Route`)."""
+
+    default: str | Sequence[str] | None
+    allow: str | Sequence[str] | None
+    downgrade: Mapping[str, str] | None
+    fallbacks: str | Sequence[str] | None
+    retries: int | None
+    max_wait_s: float | None
+    backoff_s: float | None
+    max_input_tokens: int | None
+    long_context_model: str | None
 
 
 @dataclass(frozen=True)
@@ -103,6 +119,12 @@ class Route:
     long_context_model: str | None = None
     scope: Mapping[str, str] = field(default_factory=dict)
     name: str | None = None
+
+    if TYPE_CHECKING:  # what the constructor accepts; the fields hold the normalised values
+
+        def __init__(
+            self, *, scope: Mapping[str, str] = ..., name: str | None = None, **policy: Unpack[RouteFields]
+        ) -> None: ...
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
@@ -185,10 +207,10 @@ class route(_Scope):
     :class:`~tokenguard.ConfigError` here, not when a call is made.
     """
 
-    def __init__(self, policy: Route | None = None, /, **fields: Any) -> None:
+    def __init__(self, policy: Route | None = None, /, **fields: Unpack[RouteFields]) -> None:
         if policy is not None and not isinstance(policy, Route):
             raise ConfigError(f"tg.route() takes a tg.Route or keyword arguments, got {policy!r}")
-        if "scope" in fields:
+        if "scope" in fields:  # a mistake that typed code cannot make
             raise ConfigError("tg.route(...) applies to the calls inside it; scope= is for Guard(routes=[...])")
         try:
             extra = Route(**fields)

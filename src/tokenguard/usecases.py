@@ -23,7 +23,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from types import MappingProxyType
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from .errors import ConfigError
 from .pricing import to_decimal
@@ -88,6 +88,16 @@ class Tier:
     allowed_models: tuple[str, ...] = ()
     default_model: tuple[str, ...] = ()
 
+    if TYPE_CHECKING:  # what the constructor accepts; the fields hold the normalised values
+
+        def __init__(
+            self,
+            requires_approval: bool = False,
+            sensitive_data: SensitivePolicy = "allow",
+            allowed_models: str | Sequence[str] = (),
+            default_model: str | Sequence[str] = (),
+        ) -> None: ...
+
     def __post_init__(self) -> None:
         object.__setattr__(self, "allowed_models", _patterns(self.allowed_models, "allowed_models"))
         object.__setattr__(self, "default_model", _patterns(self.default_model, "default_model"))
@@ -130,6 +140,22 @@ class UseCase:
     approval_tag: str = "approval_id"
     approver: str | None = None
     description: str = ""
+
+    if TYPE_CHECKING:  # what the constructor accepts; the fields hold the normalised values
+
+        def __init__(
+            self,
+            name: str,
+            risk: Risk = "medium",
+            value: Decimal | int | float | str | None = None,
+            allowed_models: str | Sequence[str] | None = None,
+            default_model: str | Sequence[str] | None = None,
+            requires_approval: bool | None = None,
+            sensitive_data: SensitivePolicy | None = None,
+            approval_tag: str = "approval_id",
+            approver: str | None = None,
+            description: str = "",
+        ) -> None: ...
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or _NAME_RE.fullmatch(self.name) is None:
