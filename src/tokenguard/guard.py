@@ -253,6 +253,7 @@ class Guard:
         self.catalog = Catalog.build(use_cases, tiers, default_risk)
         self.sensitive = sensitive_actions(sensitive_data, "sensitive_data")
         self._scanners: dict[frozenset[str], Scanner] = {}
+        self._belonging: dict[tuple[str, str], bool] = {}
         self.nudger = _nudger(nudges)
         self._unpriced_warned: set[str] = set()
         self._running_tasks: dict[str, Task] = {}
@@ -456,10 +457,15 @@ class Guard:
     def _belongs(self, provider: str, model: str) -> bool:
         """Whether ``model`` can be sent through a ``provider`` client: it is priced for that
         provider, or at least not known as another provider's model."""
-        now = datetime.now(timezone.utc)
-        if self.prices.rates(provider, model, now) is not None:
-            return True
-        return all(self.prices.rates(p, model, now) is None for p in _PROVIDERS if p != provider)
+        key = (provider, model)
+        known = self._belonging.get(key)
+        if known is None:
+            now = datetime.now(timezone.utc)
+            known = self.prices.rates(provider, model, now) is not None or all(
+                self.prices.rates(p, model, now) is None for p in _PROVIDERS if p != provider
+            )
+            self._belonging[key] = known
+        return known
 
     def _in_review(self, model: str) -> bool:
         """Whether a budget matching this call with ``review_action="downgrade"`` is in review."""

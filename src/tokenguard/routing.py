@@ -246,14 +246,27 @@ def current_route() -> Route | None:
 
 def effective(guard_routes: Sequence[Route], tags: Mapping[str, str], model: str) -> Route | None:
     """The routes in force for a call: the Guard's matching routes, then the ``tg.route`` scopes."""
-    merged: Route | None = None
-    for r in guard_routes:
-        if r.matches(tags, model):
-            merged = r if merged is None else r.over(merged)
+    layers = [r for r in guard_routes if r.matches(tags, model)]
     inner = _route_var.get()
     if inner is not None:
-        merged = inner if merged is None else inner.over(merged)
+        layers.append(inner)
+    if len(layers) < 2:
+        return layers[0] if layers else None
+    # Merging validates a new Route: done once per combination of layers, not per call.
+    key = tuple(map(id, layers))
+    cached = _merged.get(key)
+    if cached is not None and all(a is b for a, b in zip(cached[0], layers, strict=True)):
+        return cached[1]
+    merged = layers[0]
+    for r in layers[1:]:
+        merged = r.over(merged)
+    if len(_merged) >= 256:
+        _merged.clear()
+    _merged[key] = (tuple(layers), merged)  # the layers are kept alive, so their ids stay theirs
     return merged
+
+
+_merged: dict[tuple[int, ...], tuple[tuple[Route, ...], Route]] = {}
 
 
 # -- retries -------------------------------------------------------------------------------------
