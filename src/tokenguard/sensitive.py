@@ -1,0 +1,1264 @@
+"""The sensitive-data scanner: find e-mail addresses, phone numbers, payment cards, IBANs, US social
+security numbers, IP addresses, API keys, private keys and JWTs in text, with few false positives.
+
+:func:`scan` (``tg.scan``) returns :class:`Finding` objects (a kind and character offsets) sorted by
+position; :func:`redact` replaces them. A :class:`Scanner` runs a chosen set of :class:`Detector`
+objects (the built-in ones, your own, or :class:`PresidioDetector`) and resolves overlaps. The Guard
+walks request bodies with :func:`scan_texts` and :func:`redact_json`.
+
+Each built-in detector pairs a cheap way to find candidates (a literal such as ``sk-``, ``@`` or
+``-----BEGIN``, or a regular expression whose first character is rare enough) with a validation of
+what it found: Luhn and card-brand prefixes, IBAN lengths and the mod-97 check, SSN ranges, octet
+ranges, a JWT header that decodes to JSON, the entropy of a value assigned to a secret-looking key.
+Detection rules are in ``docs/concepts/sensitive-data.md``; measured throughput in
+``benchmarks/scan.py``. Only the standard library is imported (Presidio only by its adapter).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import importlib
+import json
+import math
+import re
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from itertools import islice
+from operator import attrgetter
+from typing import Any, Protocol
+
+from .errors import ConfigError
+
+__all__ = [
+    "BUILTIN_KINDS",
+    "DEFAULT_PLACEHOLDER",
+    "SKIP_KEYS",
+    "Detector",
+    "Finding",
+    "PresidioDetector",
+    "Scanner",
+    "builtin_detectors",
+    "redact",
+    "redact_json",
+    "scan",
+    "scan_texts",
+]
+
+BUILTIN_KINDS: tuple[str, ...] = (
+    "email",
+    "phone",
+    "payment_card",
+    "iban",
+    "us_ssn",
+    "ip_address",
+    "api_key",
+    "private_key",
+    "jwt",
+)
+"""The kinds the built-in detectors report."""
+
+DEFAULT_PLACEHOLDER = "[REDACTED:{kind}]"
+"""What :func:`redact` puts in place of a finding: ``{kind}`` (and ``{detector}``) are filled in."""
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One piece of sensitive data: ``text[start:end]`` is the value (no key name, quotes or prefix).
+
+    ``kind`` is one of :data:`BUILTIN_KINDS` or a custom detector's kind; ``detector`` names the
+    detector that found it (``"luhn_card"``, ``"openai_key"``, ``"presidio"``...).
+    """
+
+    kind: str
+    start: int
+    end: int
+    detector: str
+
+
+class Detector(Protocol):
+    """What a :class:`Scanner` runs: anything with these three members.
+
+    ``find`` returns findings in any order, possibly overlapping; the scanner sorts them and resolves
+    overlaps. A detector may also have an ``int`` attribute ``priority`` (default 50) that breaks ties
+    between overlapping findings of the same length (the built-in JWT detector has 90, phone 30).
+    """
+
+    name: str
+    kinds: tuple[str, ...]
+
+    def find(self, text: str) -> Iterable[Finding]:
+        """The findings in ``text``."""
+        ...
+
+
+# ---------------------------------------------------------------------------------------------
+# Small helpers shared by the detectors
+
+
+def _is_word(ch: str) -> bool:
+    # An empty string (start or end of text) is not a word character.
+    return ch.isalnum() or ch == "_"
+
+
+def _entropy(value: str) -> float:
+    """Shannon entropy of ``value`` in bits per character."""
+    n = len(value)
+    return -sum(c / n * math.log2(c / n) for c in Counter(value).values())
+
+
+def _find_all(haystack: str, needle: str) -> Iterator[int]:
+    i = haystack.find(needle)
+    while i >= 0:
+        yield i
+        i = haystack.find(needle, i + 1)
+
+
+# The "shape" of a text: every ASCII digit becomes "0", every ASCII letter "A" or "a" ("_" too), any
+# other non-ASCII character "?", ASCII punctuation stays. Offsets are the same as in the text. Number
+# formats then become literal strings ("000-00-0000", "0000 0000 0000"), which the regex engine finds
+# by a fast literal search instead of trying a match at every digit: that is most of the speed of the
+# card, phone, SSN and IBAN detectors.
+_SHAPE_TABLE = bytes.maketrans(
+    b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz_", b"0" * 10 + b"A" * 26 + b"a" * 27
+)
+
+
+# Number formats in the shape, in one regex that starts with the literal "000": 078-05-1120 (SSN),
+# 415-555-0132 (NANP phone), 4111 1111 1111 1111 / 378282246310005 / 3782 822463 10005 (cards).
+_NUMBERS = re.compile(
+    r"""000(?<![0Aa]000)(?:   # (not from inside a longer run of digits or a word)
+        (?P<ssn>(?P<s1>[- ])00(?P=s1)0000)
+      | (?P<nanp>(?P<s2>[-. ])000(?P=s2)0000)
+      | 0(?:0{9,15}|(?P<s3>[ -])(?:0000(?P=s3)0000(?:(?P=s3)0{1,4}){0,2}|000000(?P=s3)0{4,5}))
+    )""",
+    re.VERBOSE,
+)
+
+
+class _Derived:
+    """Views of one text that several detectors use, each computed at most once per scan."""
+
+    __slots__ = ("_lower", "_numbers", "_shape", "assignments", "text")
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self._shape: str | None = None
+        self._lower: str | bool | None = False  # False: not computed yet; None: not offset-aligned
+        self.assignments: list[tuple[str, int, int]] | None = None
+        self._numbers: dict[str, list[tuple[int, int, str]]] | None = None
+
+    @property
+    def shape(self) -> str:
+        if self._shape is None:
+            # "replace" turns each non-ASCII character into one "?", so offsets do not move.
+            self._shape = self.text.encode("ascii", "replace").translate(_SHAPE_TABLE).decode("ascii")
+        return self._shape
+
+    @property
+    def numbers(self) -> dict[str, list[tuple[int, int, str]]]:
+        """SSN-, NANP phone- and card-shaped candidates ``(start, end, separator)``, found in one pass
+        over the shape (their detectors check boundaries and validate)."""
+        if self._numbers is None:
+            found: dict[str, list[tuple[int, int, str]]] = {"ssn": [], "nanp": [], "card": []}
+            for m in _NUMBERS.finditer(self.shape):
+                kind = "ssn" if m.group("ssn") else "nanp" if m.group("nanp") else "card"
+                found[kind].append((m.start(), m.end(), m.group("s1") or m.group("s2") or m.group("s3") or ""))
+            self._numbers = found
+        return self._numbers
+
+    @property
+    def lower(self) -> str | None:
+        """``text.lower()``, or None when lower-casing moved offsets (a few non-ASCII characters
+        lower-case to two), so that positions found in it are valid in the text."""
+        if self._lower is False:
+            lower = self.text.lower()
+            self._lower = lower if len(lower) == len(self.text) else None
+        return self._lower  # type: ignore[return-value]  # never False here
+
+
+# One entry per thread, for the text being scanned; Scanner.scan drops it when done, so no text is
+# kept after a scan.
+_local = threading.local()
+
+
+def _derived(text: str) -> _Derived:
+    d: _Derived | None = getattr(_local, "derived", None)
+    if d is None or d.text is not text:
+        d = _Derived(text)
+        _local.derived = d
+    return d
+
+
+def _boundary_before(shape: str, start: int, forbidden: str) -> bool:
+    """The character before ``start`` is none of ``forbidden`` (shape characters)."""
+    return start == 0 or shape[start - 1] not in forbidden
+
+
+def _boundary_after(shape: str, end: int) -> bool:
+    """No letter, digit or "_" right after ``end``, and not a longer dotted or dashed number."""
+    nxt = shape[end : end + 1]
+    if nxt in ("0", "A", "a"):
+        return False
+    return not (nxt in (".", "-") and shape[end + 1 : end + 2] == "0")
+
+
+# ---------------------------------------------------------------------------------------------
+# email
+
+
+# An "@" between a local-part character and a letter or digit ("@property", "@ mention" are skipped
+# by the regex engine).
+_EMAIL_AT = re.compile(r"@(?<=[A-Za-z0-9._%+-]@)(?=(?:[A-Za-z0-9-]+\.)+[A-Za-z]{2})")
+_EMAIL_LOCAL = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._%+-")
+# Labels of letters, digits and inner hyphens; the last label (the TLD) is letters only, 2-24 of them.
+_EMAIL_DOMAIN = re.compile(
+    r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.){1,8}([A-Za-z]{2,24})(?![A-Za-z0-9-]|\.[A-Za-z0-9])"
+)
+# "icon@2x.png", "lib@1.2.min.js": file names that read as local@domain.tld; none of these is a real TLD.
+# (Not "md", "sh", "py", "rs", "io": those are country TLDs.)
+_FILE_EXTENSIONS = frozenset({
+    "png", "jpg", "jpeg", "gif", "svg", "webp", "ico", "bmp", "tif", "tiff", "css", "scss", "less", "js", "mjs",
+    "cjs", "jsx", "ts", "tsx", "vue", "map", "json", "yaml", "yml", "toml", "lock", "txt", "csv", "tsv", "html",
+    "htm", "xml", "pdf", "rb", "php", "java", "kt", "swift", "go", "cpp", "hpp", "log", "gz", "tgz", "whl",
+})  # fmt: skip
+
+
+class _EmailDetector:
+    name = "email"
+    kinds: tuple[str, ...] = ("email",)
+    priority = 55
+
+    def find(self, text: str) -> Iterator[Finding]:
+        if "@" not in text:
+            return
+        end = 0
+        for m in _EMAIL_AT.finditer(text):
+            if m.start() < end:
+                continue
+            finding = self._at(text, m.start())
+            if finding is not None:
+                end = finding.end
+                yield finding
+
+    @staticmethod
+    def _at(text: str, at: int) -> Finding | None:
+        # Local part: walk back from the "@" (RFC 5321 caps it at 64 characters).
+        start = at
+        while start > 0 and at - start < 65 and text[start - 1] in _EMAIL_LOCAL:
+            start -= 1
+        if at - start > 64 or start == at:
+            return None
+        while start < at and text[start] in ".-":
+            start += 1
+        local = text[start:at]
+        if not local or local.endswith(".") or ".." in local:
+            return None
+        before = text[start - 1] if start else ""
+        # "https://user:pass@host", "ssh://git@host": credentials in a URL, not an address;
+        # but "mailto:jane@example.com" is one.
+        if before in ":/" and not text.endswith("mailto:", 0, start):
+            return None
+        m = _EMAIL_DOMAIN.match(text, at + 1)
+        if m is None or m.group(1).lower() in _FILE_EXTENSIONS:
+            return None
+        end = m.end()
+        # "git@github.com:org/repo.git" (scp-style host:path) is not an address.
+        if text.startswith(":", end) and end + 1 < len(text) and not text[end + 1].isspace():
+            return None
+        return Finding("email", start, end, "email")
+
+
+# ---------------------------------------------------------------------------------------------
+# phone
+
+# International numbers start with "+" (searched in the text); national ones are found in the shape.
+_PHONE_INTL = re.compile(r"\+(?<![\w+]\+)\d[\d .()-]{5,20}\d")
+_PHONE_PAREN = re.compile(r"\(000\)[ .-]?000[ .-]0000")  # (415) 555-0132
+# Trunk-prefix national numbers: 020 7946 0958, 030 1234567, 06 12 34 56 78 (one kind of separator).
+# (At least 9 digits: one long group after the prefix, or two or more groups.)
+_PHONE_TRUNK = re.compile(r"0(?<![\w.+:/-]0)\d{1,4}(?P<s>[ .-])(?:\d{6,8}|\d{2,5}(?:(?P=s)\d{2,8}){1,3})")
+_PHONE_SEPARATORS = re.compile(r"[ .()-]{2,}")
+_NOT_BEFORE_NUMBER = "0Aa.+-/"  # shape characters that make a number part of something longer
+
+
+class _PhoneDetector:
+    name = "phone"
+    kinds: tuple[str, ...] = ("phone",)
+    priority = 30
+
+    def find(self, text: str) -> Iterator[Finding]:
+        derived = _derived(text)
+        shape = derived.shape
+        if "+" in text:
+            for m in _PHONE_INTL.finditer(text):
+                digits = sum(ch.isdigit() for ch in m.group())
+                if 7 <= digits <= 15 and self._intl_shape(m.group()) and _boundary_after(shape, m.end()):
+                    yield Finding("phone", m.start(), m.end(), "phone")
+        # 415-555-0132, 415.555.0132, 415 555 0132
+        for found_start, end, sep in derived.numbers["nanp"]:
+            start = found_start
+            # "1-800-555-0199": a leading country code 1 with the same separator.
+            if (
+                start >= 2
+                and shape[start - 1] == sep
+                and text[start - 2] == "1"
+                and _boundary_before(shape, start - 2, _NOT_BEFORE_NUMBER)
+            ):
+                start -= 2
+            if _boundary_before(shape, start, _NOT_BEFORE_NUMBER) and _boundary_after(shape, end):
+                yield Finding("phone", start, end, "phone")
+        if "(" in text:
+            for m in _PHONE_PAREN.finditer(shape):
+                if _boundary_before(shape, m.start(), "0Aa(") and _boundary_after(shape, m.end()):
+                    yield Finding("phone", m.start(), m.end(), "phone")
+        for m in _PHONE_TRUNK.finditer(text):
+            if 9 <= sum(ch.isdigit() for ch in m.group()) <= 12 and _boundary_after(shape, m.end()):
+                yield Finding("phone", m.start(), m.end(), "phone")
+
+    @staticmethod
+    def _intl_shape(value: str) -> bool:
+        # One separator at a time, at most one "(...)" holding only digits.
+        for run in _PHONE_SEPARATORS.findall(value):
+            if run not in (") ", " (", ")-", "-(", ") -", ")."):
+                return False
+        opens, closes = value.count("("), value.count(")")
+        if opens != closes or opens > 1:
+            return False
+        if opens:
+            inner = value[value.index("(") + 1 : value.index(")")]
+            if not inner.isdigit():
+                return False
+        return True
+
+
+# ---------------------------------------------------------------------------------------------
+# payment_card
+
+# In the shape: 13-19 digits in a row, or groups of 4 (and 4-6-5 / 4-6-4 for Amex and Diners)
+# separated by single spaces or dashes. Longer candidates are cut back at a separator if needed.
+_CARD = re.compile(r"0000(?:0{9,15}|(?P<s>[ -])(?:0000(?P=s)0000(?:(?P=s)0{1,4}){0,2}|000000(?P=s)0{4,5}))")
+
+# (prefix length, low, high, lengths): a brand matches when low <= int(digits[:prefix length]) <= high.
+_BRANDS: tuple[tuple[int, int, int, frozenset[int]], ...] = (
+    (1, 4, 4, frozenset({13, 16, 19})),  # Visa
+    (2, 51, 55, frozenset({16})),  # Mastercard
+    (4, 2221, 2720, frozenset({16})),  # Mastercard 2-series
+    (2, 34, 34, frozenset({15})),  # American Express
+    (2, 37, 37, frozenset({15})),
+    (4, 6011, 6011, frozenset(range(16, 20))),  # Discover
+    (3, 644, 649, frozenset(range(16, 20))),
+    (2, 65, 65, frozenset(range(16, 20))),
+    (4, 3528, 3589, frozenset(range(16, 20))),  # JCB
+    (2, 36, 36, frozenset(range(14, 20))),  # Diners Club
+    (3, 300, 305, frozenset(range(14, 20))),
+    (2, 38, 39, frozenset(range(14, 20))),
+    (2, 62, 62, frozenset(range(16, 20))),  # UnionPay
+    (4, 5018, 5018, frozenset(range(13, 20))),  # Maestro (its specific ranges only)
+    (4, 5020, 5020, frozenset(range(13, 20))),
+    (4, 5038, 5038, frozenset(range(13, 20))),
+    (4, 5893, 5893, frozenset(range(13, 20))),
+    (4, 6304, 6304, frozenset(range(13, 20))),
+    (4, 6759, 6759, frozenset(range(13, 20))),
+    (4, 6761, 6763, frozenset(range(13, 20))),
+)
+
+
+def _luhn_ok(digits: str) -> bool:
+    total = 0
+    for i, ch in enumerate(reversed(digits)):
+        d = ord(ch) - 48
+        if i & 1:
+            d *= 2
+            if d > 9:
+                d -= 9
+        total += d
+    return total % 10 == 0
+
+
+def _card_ok(digits: str) -> bool:
+    n = len(digits)
+    for size, low, high, lengths in _BRANDS:
+        if n in lengths and low <= int(digits[:size]) <= high:
+            return _luhn_ok(digits)
+    return False
+
+
+class _CardDetector:
+    name = "luhn_card"
+    kinds: tuple[str, ...] = ("payment_card",)
+    priority = 60
+
+    def find(self, text: str) -> Iterator[Finding]:
+        derived = _derived(text)
+        shape = derived.shape
+        for start, stop, _ in derived.numbers["card"]:
+            end = self._card_end(text, shape, start, stop)
+            if end:
+                yield Finding("payment_card", start, end, "luhn_card")
+                continue
+            # A card can start inside a rejected candidate: "2024 4111 1111 1111 1111".
+            m = _CARD.search(shape, start + 1, stop)
+            while m is not None:
+                end = self._card_end(text, shape, m.start(), m.end())
+                if end:
+                    yield Finding("payment_card", m.start(), end, "luhn_card")
+                    break
+                m = _CARD.search(shape, m.start() + 1, stop)
+
+    @staticmethod
+    def _card_end(text: str, shape: str, start: int, end: int) -> int:
+        """The end of the longest card at ``start`` within ``end``: "4111 1111 1111 1111 2 items"
+        ends before " 2"; 0 if none."""
+        if not _boundary_before(shape, start, "0Aa.,$+/-"):
+            return 0
+        while end - start >= 13:
+            if shape[end : end + 1] not in ("0", "A", "a"):
+                digits = text[start:end].replace(" ", "").replace("-", "")
+                if 13 <= len(digits) <= 19 and _card_ok(digits):
+                    return end
+            cut = max(text.rfind(" ", start, end), text.rfind("-", start, end))
+            if cut < 0:
+                return 0
+            end = cut
+        return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# iban
+
+# Characters of each country's IBAN (SWIFT IBAN registry, release 101).
+_IBAN_LENGTHS: dict[str, int] = {
+    "AD": 24, "AE": 23, "AL": 28, "AT": 20, "AZ": 28, "BA": 20, "BE": 16, "BG": 22, "BH": 22, "BI": 27,
+    "BR": 29, "BY": 28, "CH": 21, "CR": 22, "CY": 28, "CZ": 24, "DE": 22, "DJ": 27, "DK": 18, "DO": 28,
+    "EE": 20, "EG": 29, "ES": 24, "FI": 18, "FK": 18, "FO": 18, "FR": 27, "GB": 22, "GE": 22, "GI": 23,
+    "GL": 18, "GR": 27, "GT": 28, "HN": 28, "HR": 21, "HU": 28, "IE": 22, "IL": 23, "IQ": 23, "IS": 26,
+    "IT": 27, "JO": 30, "KW": 30, "KZ": 20, "LB": 28, "LC": 32, "LI": 21, "LT": 20, "LU": 20, "LV": 21,
+    "LY": 25, "MC": 27, "MD": 24, "ME": 22, "MK": 19, "MN": 20, "MR": 27, "MT": 31, "MU": 30, "NI": 28,
+    "NL": 18, "NO": 15, "OM": 23, "PK": 24, "PL": 28, "PS": 29, "PT": 25, "QA": 29, "RO": 24, "RS": 22,
+    "RU": 33, "SA": 24, "SC": 31, "SD": 18, "SE": 24, "SI": 19, "SK": 24, "SM": 27, "SO": 23, "ST": 25,
+    "SV": 28, "TL": 23, "TN": 24, "TR": 26, "UA": 29, "VA": 22, "VG": 24, "XK": 20, "YE": 30,
+}  # fmt: skip
+_IBAN_HEAD = re.compile(r"AA00")  # in the shape: two capitals, two digits
+_IBAN_COMPACT = re.compile(r"[A-Z0-9]+")
+
+
+def _mod97_ok(iban: str) -> bool:
+    rearranged = iban[4:] + iban[:4]
+    # Letters count as 10..35 (A=10): int(ch, 36) does exactly that for one character.
+    number = "".join(str(int(ch, 36)) for ch in rearranged)
+    return int(number) % 97 == 1
+
+
+class _IbanDetector:
+    name = "iban_mod97"
+    kinds: tuple[str, ...] = ("iban",)
+    priority = 70
+
+    def find(self, text: str) -> Iterator[Finding]:
+        shape = _derived(text).shape
+        for m in _IBAN_HEAD.finditer(shape):
+            start = m.start()
+            if start and shape[start - 1] in "0Aa":
+                continue
+            length = _IBAN_LENGTHS.get(text[start : start + 2])
+            if length is None:
+                continue
+            end = self._end(text, start, length)
+            if end and _mod97_ok(text[start:end].replace(" ", "")):
+                yield Finding("iban", start, end, "iban_mod97")
+
+    @staticmethod
+    def _end(text: str, start: int, length: int) -> int:
+        """Where an IBAN of ``length`` characters starting at ``start`` ends (written compact or in
+        groups of four separated by single spaces), or 0."""
+        end = start + length
+        if _IBAN_COMPACT.fullmatch(text, start, end):
+            return end if not text[end : end + 1].isalnum() else 0
+        end = start + length + (length - 1) // 4
+        chunk = text[start:end]
+        if len(chunk) != end - start or not _IBAN_COMPACT.fullmatch(chunk.replace(" ", "")):
+            return 0
+        if any(chunk[i] != " " for i in range(4, len(chunk), 5)):
+            return 0
+        if chunk.count(" ") != (length - 1) // 4:
+            return 0
+        return end if not text[end : end + 1].isalnum() else 0
+
+
+# ---------------------------------------------------------------------------------------------
+# us_ssn
+
+_SSN_BARE = re.compile(r"(?<![\w.+-])\d{9}(?![\w]|[-.]\d)")
+_SSN_CUES = ("ssn", "social security")
+_SSN_CUE_WINDOW = 40  # characters after the cue where a bare 9-digit number counts ("SSN on file: 123456789")
+
+
+def _ssn_ok(digits: str) -> bool:
+    area, group, serial = digits[:3], digits[3:5], digits[5:]
+    return area not in ("000", "666") and area[0] != "9" and group != "00" and serial != "0000"
+
+
+class _SsnDetector:
+    name = "us_ssn"
+    kinds: tuple[str, ...] = ("us_ssn",)
+    priority = 50
+
+    def find(self, text: str) -> Iterator[Finding]:
+        derived = _derived(text)
+        shape = derived.shape
+        for start, end, sep in derived.numbers["ssn"]:  # 078-05-1120, 078 05 1120
+            if not (_boundary_before(shape, start, _NOT_BEFORE_NUMBER) and _boundary_after(shape, end)):
+                continue
+            if _ssn_ok(text[start:end].replace(sep, "")):
+                yield Finding("us_ssn", start, end, "us_ssn")
+        # Nine bare digits are an SSN only right after a cue word: otherwise they are order numbers,
+        # amounts, ids.
+        if "000000000" not in shape:
+            return  # no run of 9+ digits: nothing for a cue to point at
+        lower = derived.lower
+        if lower is None:
+            return
+        seen: set[int] = set()
+        for cue in _SSN_CUES:
+            for i in _find_all(lower, cue):
+                if _is_word(text[i - 1 : i]) or _is_word(text[i + len(cue) : i + len(cue) + 1]):
+                    continue
+                bare = _SSN_BARE.search(text, i + len(cue), i + len(cue) + _SSN_CUE_WINDOW)
+                # (The window's end reads as the end of the text: look at the real next character.)
+                if bare is None or bare.start() in seen or text[bare.end() : bare.end() + 1].isdigit():
+                    continue
+                if _ssn_ok(bare.group()):
+                    seen.add(bare.start())
+                    yield Finding("us_ssn", bare.start(), bare.end(), "us_ssn")
+
+
+# ---------------------------------------------------------------------------------------------
+# ip_address
+
+_OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
+# Candidates in the shape (the match starts at the first octet's last digit, so that the regex starts
+# with the literal "0."), then checked in the text.
+# The look-behinds drop in the regex engine what is plainly not an address: a letter, dot or 4th digit
+# before the first octet (v1.2.3.4, x.1.2.3.4, 1234.5.6.7) and "Chrome/120.0.0.0"-style versions.
+_IPV4_SHAPE = re.compile(
+    r"0\.(?<![Aa.]0\.)(?<![Aa.]00\.)(?<![Aa.0]000\.)(?<![Aa0]/0\.)(?<![Aa0]/00\.)(?<![Aa0]/000\.)"
+    r"0{1,3}\.0{1,3}\.0{1,3}(?![0Aa]|\.0)"
+)
+_IPV4 = re.compile(rf"{_OCTET}\.{_OCTET}\.{_OCTET}\.{_OCTET}")
+_VERSION_WORDS = frozenset({"version", "build", "release", "firmware"})
+# IPv6 candidates: a "::" or four colons with hex groups between (full form); both start with a literal.
+_IPV6_HINTS = (
+    # Not "std::vector", "Foo::Bar": a group of up to 4 characters that starts after a non-hex letter.
+    re.compile(
+        r"::(?<![G-Zg-z_]::)(?<![G-Zg-z_][0-9A-Za-z]::)(?<![G-Zg-z_][0-9A-Za-z]{2}::)(?<![G-Zg-z_][0-9A-Za-z]{3}::)"
+        r"(?![G-Zg-z_])"
+    ),
+    re.compile(r":[0-9A-Fa-f]{1,4}:[0-9A-Fa-f]{1,4}:[0-9A-Fa-f]{1,4}:"),
+)
+_IPV6_CHARS = frozenset("0123456789abcdefABCDEF:.")
+
+
+class _IpDetector:
+    name = "ip_address"
+    kinds: tuple[str, ...] = ("ip_address",)
+    priority = 40
+
+    def find(self, text: str) -> Iterator[Finding]:
+        if "." in text:
+            yield from self._v4(text)
+        if ":" in text:
+            yield from self._v6(text)
+
+    @staticmethod
+    def _v4(text: str) -> Iterator[Finding]:
+        shape = _derived(text).shape
+        for m in _IPV4_SHAPE.finditer(shape):
+            # The regex starts at the first octet's last digit and has checked what is before it.
+            start = m.start()
+            if start and shape[start - 1] == "0":
+                start -= 1
+                if start and shape[start - 1] == "0":
+                    start -= 1
+            end = m.end()
+            if start >= 2 and shape[start - 1] == "/" and shape[start - 2] in "0Aa":
+                continue  # Chrome/120.0.0.0, Safari/537.36 ...: a product token's version
+            if not _IPV4.fullmatch(text, start, end):
+                continue  # an octet above 255 or with a leading zero
+            # "version 10.0.0.1", "build 6.1.7601.2": a version, within two words of a cue word.
+            window = text[max(0, start - 32) : start].lower()
+            if ("version" in window or "build" in window or "release" in window or "firmware" in window) and any(
+                w.strip(":=#.,;()-") in _VERSION_WORDS for w in window.split()[-3:]
+            ):
+                continue
+            yield Finding("ip_address", start, end, "ip_address")
+
+    @staticmethod
+    def _v6(text: str) -> Iterator[Finding]:
+        import ipaddress  # only when a text has an IPv6-looking candidate; the module stays light
+
+        done = 0
+        hits = sorted(m.start() for regex in _IPV6_HINTS for m in regex.finditer(text))
+        for hit in hits:
+            if hit < done:
+                continue
+            start = hit
+            while start > 0 and hit - start < 40 and text[start - 1] in _IPV6_CHARS:
+                start -= 1
+            end = hit + 1
+            while end < len(text) and end - start < 46 and text[end] in _IPV6_CHARS:
+                end += 1
+            done = end
+            # Trailing sentence dot or "addr:" colon, leading "port:" colon; a "::" stays.
+            while end > start and (text[end - 1] == "." or (text[end - 1] == ":" and text[end - 2] != ":")):
+                end -= 1
+            while start < end - 1 and text[start] == ":" and text[start + 1] != ":":
+                start += 1
+            candidate = text[start:end]
+            # Full form (7 colons) or compressed ("::"), with a digit: not "12:30:45", "std::vector".
+            if "::" not in candidate and candidate.count(":") < 6:
+                continue
+            if not any(ch.isdigit() for ch in candidate):
+                continue
+            if _is_word(text[start - 1 : start]) or _is_word(text[end : end + 1]):
+                continue
+            try:
+                ipaddress.IPv6Address(candidate)
+            except ValueError:
+                continue
+            yield Finding("ip_address", start, end, "ip_address")
+
+
+# ---------------------------------------------------------------------------------------------
+# api_key: vendor formats
+
+
+def _mixed(value: str) -> bool:
+    """Random keys have digits and letters of both cases; "sk-this-is-not-a-key-at-all" does not."""
+    return any(ch.isdigit() for ch in value) and any(ch.islower() for ch in value) and any(ch.isupper() for ch in value)
+
+
+class _PatternDetector:
+    """A vendor key format: regexes that each start with a literal, preferably a rare character (the
+    engine then searches for it quickly; a leading character class or look-behind would make it try
+    every position), then check what comes before it with look-behinds. ``back``: how many
+    characters before the match the key starts ("k-" of "sk-": "k" is rarer than "s")."""
+
+    kinds: tuple[str, ...] = ("api_key",)
+    priority = 80
+
+    def __init__(
+        self, name: str, *patterns: tuple[str, int], check: Callable[[str], bool] | None = None, hint: str = ""
+    ) -> None:
+        self.name = name
+        self._regexes = tuple((re.compile(p), back) for p, back in patterns)
+        self._check = check
+        self._hint = hint  # a character every key has: when the text has none, nothing to search
+
+    def find(self, text: str) -> Iterator[Finding]:
+        if self._hint and self._hint not in text:
+            return
+        for regex, back in self._regexes:
+            for m in regex.finditer(text):
+                start = m.start() - back
+                if self._check is None or self._check(text[start : m.end()]):
+                    yield Finding("api_key", start, m.end(), self.name)
+
+
+def _vendor_detectors() -> tuple[_PatternDetector, ...]:
+    return (
+        _PatternDetector(
+            "openai_key",
+            (r"k-(?<=sk-)(?<![\w-]sk-)(?!ant-)(?:(?:proj|svcacct|admin|None)-)?[A-Za-z0-9_-]{20,}(?![\w-])", 1),
+            check=_mixed,
+            hint="-",
+        ),
+        _PatternDetector(
+            "anthropic_key",
+            (r"k-ant-(?<=sk-ant-)(?<![\w-]sk-ant-)(?:api|admin|oat|ort)\d\d-[A-Za-z0-9_-]{20,}(?![\w-])", 1),
+            check=_mixed,
+            hint="-",
+        ),
+        _PatternDetector("aws_access_key_id", (r"A(?<![A-Za-z0-9]A)(?:KIA|SIA|BIA|CCA)[A-Z0-9]{16}(?![A-Za-z0-9])", 0)),
+        _PatternDetector(
+            "github_token",
+            (r"_(?<=gh[pousr]_)(?<!\wgh[pousr]_)[A-Za-z0-9]{36,251}(?!\w)", 3),
+            (r"_pat_(?<=github_pat_)(?<!\wgithub_pat_)[A-Za-z0-9_]{50,255}(?!\w)", 6),
+            hint="_",
+        ),
+        _PatternDetector(
+            "slack_token",
+            (r"xox(?<![\w-]xox)[abeoprs]-[0-9A-Za-z]+(?:-[0-9A-Za-z]+)+(?![\w-])", 0),
+            check=lambda v: len(v) >= 24 and any(ch.isdigit() for ch in v),
+            hint="-",
+        ),
+        _PatternDetector(
+            "slack_webhook",
+            (
+                r"\.slack\.com/(?<=https://hooks\.slack\.com/)(?:services|workflows|triggers)/T[A-Z0-9]{6,}"
+                r"/B?[A-Z0-9]{6,}/[A-Za-z0-9]{16,}",
+                13,
+            ),
+            check=lambda v: len(set(v.rsplit("/", 1)[1])) > 3,  # not the docs' XXXXXXXX placeholder
+            hint="/",
+        ),
+        _PatternDetector("google_api_key", (r"AIza(?<![\w-]AIza)[0-9A-Za-z_-]{35}(?![\w-])", 0)),
+        _PatternDetector(
+            "stripe_key", (r"k_live_(?<=[sr]k_live_)(?<![\w-].k_live_)[0-9A-Za-z]{24,}(?!\w)", 1), hint="_"
+        ),
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# api_key: values assigned to secret-looking keys
+
+# Assignments are found from their operator (":", ":=", "=", "=>": literals, quick to search) when at
+# least 16 value characters follow (with an optional opening quote and HTTP auth scheme); then the
+# key name before the operator is read backwards and checked.
+_ASSIGN_OPS = (
+    (":", re.compile(r""":[ "'`\t]{1,3}(?=[^\s"'`]{16}|(?:[Bb]earer|[Bb]asic|[Tt]oken|[Bb]ot)[ \t])""")),
+    ("=", re.compile(r"""=>?[ "'`\t]{0,3}(?=[^\s"'`]{16}|(?:[Bb]earer|[Bb]asic|[Tt]oken|[Bb]ot)[ \t])""")),
+)
+_NAME_WORDS = ("secret", "token", "pass", "pwd", "key", "auth", "credential")  # every _SECRET_NAME has one
+_AUTH_SCHEME = re.compile(r"(?:[Bb]earer|[Bb]asic|[Tt]oken|[Bb]ot)[ \t]+")
+_KEY_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
+# A component of the key name (split at "_", ".", "-" and camelCase humps), not just a substring:
+# "max_tokens", "author" and "bypass" are not secrets.
+_SECRET_NAME = re.compile(
+    r"""(?x)
+    (?:^|[_.-])(?:secret|secrets|token|password|passwd|passphrase|pass|pwd|apikey|authorization|auth|credentials?
+                  |(?:api|private|access|secret|client|signing|encryption|master)[_.-]?key)(?:$|[_.-])
+    """
+)
+_CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
+_QUOTED_VALUE = re.compile(r"""[^\s"'`]{1,512}""")
+_BARE_VALUE = re.compile(r"""[^\s"'`,;&<>()\[\]{}]{1,512}""")
+_PLACEHOLDER_WORDS = ("your", "placeholder", "changeme", "redacted", "xxxx", "****", "....", "<", "$", "{")
+_MIN_SECRET_LEN = 16
+_ENTROPY_FACTOR = 0.8  # of the most a string of that length and alphabet can have
+
+
+def _secret_name_ok(name: str) -> bool:
+    return _SECRET_NAME.search(_CAMEL.sub("_", name).lower()) is not None
+
+
+def _high_entropy(value: str) -> bool:
+    if len(value) < _MIN_SECRET_LEN:
+        return False
+    if not any(ch.isdigit() for ch in value) or not any(ch.isalpha() for ch in value):
+        return False
+    low = value.lower()
+    if any(w in low for w in _PLACEHOLDER_WORDS) or "://" in value:
+        return False
+    if all(ch in "0123456789abcdef" for ch in low):
+        alphabet = 16
+    else:
+        alphabet = (
+            10 * any(ch.isdigit() for ch in value)
+            + 26 * any(ch.islower() for ch in value)
+            + 26 * any(ch.isupper() for ch in value)
+            + 16 * any(not ch.isalnum() for ch in value)
+        )
+    return _entropy(value) >= _ENTROPY_FACTOR * math.log2(min(len(value), alphabet))
+
+
+def _assignments(text: str) -> list[tuple[str, int, int]]:
+    """``(key name, value start, value end)`` of the values of 16+ characters assigned in ``text``:
+    ``name = "value"``, ``"name": "value"``, ``name: value``, ``NAME=value``, ``--name=value``,
+    ``Authorization: Bearer value``. Computed once per scan, shared by the detectors that use it."""
+    derived = _derived(text)
+    if derived.assignments is not None:
+        return derived.assignments
+    found: list[tuple[str, int, int]] = []
+    for op, regex in _ASSIGN_OPS:
+        if op not in text:
+            continue
+        for m in regex.finditer(text):
+            # Most candidates are ids, URLs and code ("request_id=req_...", "self.x"): a look for a
+            # secret word just before the operator is cheaper than reading the key name.
+            window = text[max(0, m.start() - 64) : m.start()].lower()
+            if not any(w in window for w in _NAME_WORDS):
+                continue
+            # The key name: back from the operator over blanks and one closing quote.
+            i = m.start()
+            if text[i - 1 : i] == ":" and text[i] == "=":
+                i -= 1  # Go's ":="
+            while i > 0 and text[i - 1] in " \t":
+                i -= 1
+            if i > 0 and text[i - 1] in "\"'":
+                i -= 1
+            name_end = i
+            while i > 0 and name_end - i < 64 and text[i - 1] in _KEY_CHARS:
+                i -= 1
+            if i == name_end:
+                continue
+            run = m.group().rstrip(" \t")
+            quote = run[-1] if run[-1] in "\"'`" else ""
+            value_start = m.end()
+            scheme = _AUTH_SCHEME.match(text, value_start)
+            if scheme is not None:
+                value_start = scheme.end()
+            v = (_QUOTED_VALUE if quote else _BARE_VALUE).match(text, value_start)
+            if v is None:
+                continue
+            value_end = v.end()
+            if quote:
+                if not text.startswith(quote, value_end):
+                    continue
+            else:
+                while value_end > value_start and text[value_end - 1] in ".,:;!?":
+                    value_end -= 1  # end of a sentence, not of the value
+                if text[value_end : value_end + 1] in ("(", "["):
+                    continue  # a function call or subscript: code, not a literal
+            found.append((text[i:name_end], value_start, value_end))
+    derived.assignments = found
+    return found
+
+
+class _SecretAssignmentDetector:
+    """High-entropy values assigned to keys named like secrets. The fallback of the ``api_key`` kind:
+    any other finding that overlaps one of these wins."""
+
+    name = "secret_assignment"
+    kinds: tuple[str, ...] = ("api_key",)
+    priority = -1  # negative: a fallback (see _resolve)
+
+    def find(self, text: str) -> Iterator[Finding]:
+        for name, start, end in _assignments(text):
+            if _secret_name_ok(name) and _high_entropy(text[start:end]):
+                yield Finding("api_key", start, end, "secret_assignment")
+
+
+_AWS_SECRET_NAME = re.compile(r"(?i)(?:^|[_.-])(?:aws[_.-]?)?secret[_.-]?access[_.-]?key$")
+_AWS_SECRET_VALUE = re.compile(r"[A-Za-z0-9/+]{40}")
+
+
+class _AwsSecretDetector:
+    """AWS secret access keys: 40 base64 characters, recognisable only by the name they are assigned to."""
+
+    name = "aws_secret_key"
+    kinds: tuple[str, ...] = ("api_key",)
+    priority = 80
+
+    def find(self, text: str) -> Iterator[Finding]:
+        for name, start, end in _assignments(text):
+            if _AWS_SECRET_VALUE.fullmatch(text, start, end) and self._name_ok(name):
+                yield Finding("api_key", start, end, "aws_secret_key")
+
+    @staticmethod
+    def _name_ok(name: str) -> bool:
+        return _AWS_SECRET_NAME.search(_CAMEL.sub("_", name)) is not None
+
+
+# ---------------------------------------------------------------------------------------------
+# private_key
+
+_PEM_BEGIN = re.compile(
+    r"-----BEGIN ((?:RSA |EC |DSA |OPENSSH |ENCRYPTED |ANY )?PRIVATE KEY|PGP PRIVATE KEY BLOCK)-----"
+)
+# Without an END line: the header lines and base64 lines that follow (real or JSON-escaped newlines).
+_PEM_BODY = re.compile(r"(?:(?:\r?\n|\\r?\\n)[ \t]*(?:[A-Za-z0-9+/=]+|[A-Za-z-]+: [^\r\n\\]*)?)*")
+_PEM_MAX = 65536  # the longest block looked at: an 8192-bit RSA key is about 6.5 KB
+
+
+class _PrivateKeyDetector:
+    name = "pem_private_key"
+    kinds: tuple[str, ...] = ("private_key",)
+    priority = 100
+
+    def find(self, text: str) -> Iterator[Finding]:
+        pos = text.find("-----BEGIN ")
+        while pos >= 0:
+            m = _PEM_BEGIN.match(text, pos)
+            if m is None:
+                pos = text.find("-----BEGIN ", pos + 1)
+                continue
+            end_marker = f"-----END {m.group(1)}-----"
+            end = text.find(end_marker, m.end(), m.end() + _PEM_MAX)
+            if end >= 0:
+                end += len(end_marker)
+            else:
+                body = _PEM_BODY.match(text, m.end())
+                end = body.end() if body else m.end()
+                while end > m.end() and text[end - 1].isspace():
+                    end -= 1
+            yield Finding("private_key", pos, end, "pem_private_key")
+            pos = text.find("-----BEGIN ", end)
+
+
+# ---------------------------------------------------------------------------------------------
+# jwt
+
+# From the "J" of "eyJ" (the base64 of '{"'): "e" is the commonest letter, "J" a rare one.
+_JWT = re.compile(r"J(?<=eyJ)(?<![\w.-]eyJ)[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*(?:\.[A-Za-z0-9_-]+){0,2}")
+
+
+def _jwt_header(segment: str) -> dict[str, Any] | None:
+    try:
+        raw = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+        header = json.loads(raw)
+    except (binascii.Error, ValueError):
+        return None
+    return header if isinstance(header, dict) else None
+
+
+class _JwtDetector:
+    name = "jwt"
+    kinds: tuple[str, ...] = ("jwt",)
+    priority = 90
+
+    def find(self, text: str) -> Iterator[Finding]:
+        if "." not in text:
+            return
+        for m in _JWT.finditer(text):
+            value = "ey" + m.group()
+            if text.startswith(".", m.end()) and text[m.end() + 1 : m.end() + 2].isalnum():
+                continue  # more than five segments: some longer dotted name
+            segments = value.split(".")
+            header = _jwt_header(segments[0])
+            if header is None or "alg" not in header:
+                continue
+            if len(segments) not in (3, 5):
+                continue
+            # A JWS needs a signature, unless it is an unsecured JWT ("alg": "none", empty signature).
+            if not segments[2] and str(header["alg"]).lower() != "none" and len(segments) == 3:
+                continue
+            yield Finding("jwt", m.start() - 2, m.end(), "jwt")
+
+
+# ---------------------------------------------------------------------------------------------
+# Scanner
+
+
+def builtin_detectors() -> tuple[Detector, ...]:
+    """New instances of the built-in detectors, most specific first."""
+    return (
+        _PrivateKeyDetector(),
+        _JwtDetector(),
+        *_vendor_detectors(),
+        _AwsSecretDetector(),
+        _IbanDetector(),
+        _CardDetector(),
+        _EmailDetector(),
+        _SsnDetector(),
+        _IpDetector(),
+        _PhoneDetector(),
+        _SecretAssignmentDetector(),
+    )
+
+
+_BY_POSITION = attrgetter("start", "end")
+
+
+def _resolve(findings: list[Finding], priority: Mapping[str, int]) -> list[Finding]:
+    """Sorted by start, without overlaps. Between overlapping findings the longer wins, then the one
+    of the higher-priority detector; a fallback detector's finding (negative priority) loses to any
+    other that overlaps it."""
+    if len(findings) < 2:
+        return findings
+    findings.sort(key=_BY_POSITION)
+    # Most findings overlap nothing: only clusters of overlapping ones need choosing from.
+    out: list[Finding] = []
+    cluster = [findings[0]]
+    cluster_end = findings[0].end
+    for f in islice(findings, 1, None):
+        if f.start < cluster_end:
+            cluster.append(f)
+            cluster_end = max(cluster_end, f.end)
+            continue
+        out.extend(cluster if len(cluster) == 1 else _choose(cluster, priority))
+        cluster = [f]
+        cluster_end = f.end
+    out.extend(cluster if len(cluster) == 1 else _choose(cluster, priority))
+    return out
+
+
+def _choose(cluster: list[Finding], priority: Mapping[str, int]) -> list[Finding]:
+    """The preferred non-overlapping findings of a cluster of overlapping ones, sorted by start."""
+
+    def preference(f: Finding) -> tuple[bool, int, int, int]:
+        p = priority.get(f.detector, 50)
+        return (p < 0, -(f.end - f.start), -p, f.start)
+
+    kept: list[Finding] = []
+    for f in sorted(cluster, key=preference):
+        if all(f.end <= k.start or k.end <= f.start for k in kept) and not any(k.start == f.start for k in kept):
+            kept.append(f)
+    kept.sort(key=_BY_POSITION)
+    return kept
+
+
+class Scanner:
+    """Runs detectors over text and resolves their overlapping findings.
+
+    ``Scanner()`` runs the built-in detectors; ``Scanner([*builtin_detectors(), MyDetector()])``
+    adds one; ``Scanner(kinds=["email", "api_key"])`` runs only the detectors of those kinds and
+    reports only those kinds (an unknown kind raises :class:`~tokenguard.ConfigError`).
+    A scanner holds no per-call state: one instance can be shared by threads.
+    """
+
+    def __init__(self, detectors: Sequence[Detector] | None = None, *, kinds: Iterable[str] | None = None) -> None:
+        dets: tuple[Detector, ...] = builtin_detectors() if detectors is None else tuple(detectors)
+        for d in dets:
+            if not (isinstance(getattr(d, "name", None), str) and callable(getattr(d, "find", None))):
+                raise ConfigError(f"{d!r} is not a detector: it needs a str `name`, a `kinds` tuple and a `find(text)`")
+            if isinstance(d.kinds, str) or not all(isinstance(k, str) for k in d.kinds):
+                raise ConfigError(f"detector {d.name!r}: `kinds` must be a tuple of str, not {d.kinds!r}")
+        available = sorted({k for d in dets for k in d.kinds})
+        self._kinds: frozenset[str] | None = None
+        if kinds is not None:
+            wanted = [kinds] if isinstance(kinds, str) else list(kinds)
+            unknown = sorted(set(wanted) - set(available))
+            if unknown:
+                raise ConfigError(
+                    f"unknown sensitive-data kind(s) {', '.join(map(repr, unknown))}; "
+                    f"valid kinds: {', '.join(available)}"
+                )
+            self._kinds = frozenset(wanted)
+            dets = tuple(d for d in dets if self._kinds.intersection(d.kinds))
+        self.detectors: tuple[Detector, ...] = dets
+        """The detectors this scanner runs, in order."""
+        self.kinds: tuple[str, ...] = tuple(sorted(self._kinds)) if self._kinds is not None else tuple(available)
+        """The kinds this scanner can report."""
+        self._priority = {d.name: int(getattr(d, "priority", 50)) for d in dets}
+
+    def __repr__(self) -> str:
+        return f"Scanner(detectors=[{', '.join(d.name for d in self.detectors)}])"
+
+    def scan(self, text: str) -> list[Finding]:
+        """The findings in ``text``, sorted by start, without overlaps."""
+        if not text:
+            return []
+        found: list[Finding] = []
+        try:
+            for d in self.detectors:
+                found.extend(d.find(text))
+        finally:
+            _local.derived = None  # keep no text after the scan
+        if self._kinds is not None:
+            found = [f for f in found if f.kind in self._kinds]
+        return _resolve(found, self._priority)
+
+    def scan_parts(self, parts: Iterable[str]) -> list[list[Finding]]:
+        """``[self.scan(p) for p in parts]``: offsets are into each part."""
+        return [self.scan(p) for p in parts]
+
+
+@lru_cache(maxsize=32)
+def _scanner(kinds: frozenset[str] | None) -> Scanner:
+    return Scanner(kinds=kinds)
+
+
+def scan(text: str, *, kinds: Iterable[str] | None = None) -> list[Finding]:
+    """Scan ``text`` with the built-in detectors (``tg.scan``): findings sorted by start.
+
+    ``kinds`` restricts the scan to some of :data:`BUILTIN_KINDS`. The scanner is built once per set
+    of kinds and cached.
+    """
+    key = None if kinds is None else frozenset([kinds] if isinstance(kinds, str) else kinds)
+    return _scanner(key).scan(text)
+
+
+def redact(text: str, findings: Sequence[Finding], placeholder: str = DEFAULT_PLACEHOLDER) -> str:
+    """``text`` with each finding replaced by ``placeholder``, formatted with ``kind`` and ``detector``:
+    ``"mail [REDACTED:email] now"`` by default; ``placeholder="***"`` works too. Findings that overlap
+    one already replaced are skipped."""
+    if not findings:
+        return text
+    out: list[str] = []
+    pos = 0
+    for f in sorted(findings, key=lambda f: (f.start, -f.end)):
+        if f.start < pos:
+            continue
+        out.append(text[pos : f.start])
+        try:
+            out.append(placeholder.format(kind=f.kind, detector=f.detector))
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ConfigError(
+                f"bad redaction placeholder {placeholder!r} ({exc!r}); it may use {{kind}} and {{detector}}"
+            ) from None
+        pos = f.end
+    out.append(text[pos:])
+    return "".join(out)
+
+
+# ---------------------------------------------------------------------------------------------
+# Request bodies
+
+SKIP_KEYS: frozenset[str] = frozenset(
+    {
+        # Enums and identifiers the vendor or the SDK sets, never user text.
+        "role",
+        "type",
+        "id",
+        "object",
+        "model",
+        "name",
+        "tool_call_id",
+        "tool_use_id",
+        "call_id",
+        "item_id",
+        "file_id",
+        "previous_response_id",
+        "cache_control",
+        "detail",
+        "format",
+        "media_type",
+        "mime_type",
+        "voice",
+        # Binary payloads (base64 images, audio, PDFs) and references to them: their random-looking
+        # contents would read as keys, phone numbers or cards.
+        "image_url",
+        "url",
+        "file_url",
+        "source",
+        "data",
+        "file_data",
+        "image_data",
+        "b64_json",
+        "input_audio",
+        # Opaque signed or encrypted blobs the vendor returns and expects back verbatim.
+        "signature",
+        "encrypted_content",
+    }
+)
+"""Keys of a request body whose values :func:`redact_json` and the Guard never scan or change."""
+
+
+def scan_texts(scanner: Scanner, texts: Iterable[str]) -> Counter[str]:
+    """How many findings of each kind ``scanner`` reports over ``texts``."""
+    counts: Counter[str] = Counter()
+    for t in texts:
+        for f in scanner.scan(t):
+            counts[f.kind] += 1
+    return counts
+
+
+def redact_json(scanner: Scanner, value: Any, placeholder: str = DEFAULT_PLACEHOLDER) -> tuple[Any, Counter[str]]:
+    """Redact every string of a JSON-like ``value`` (mappings, lists, tuples, strings; other values
+    as they are), except under :data:`SKIP_KEYS`. Returns the new value and the findings by kind.
+
+    ``value`` is not changed: only the containers on the path to a redacted string are copied (a
+    mapping becomes a ``dict``), everything else is shared, so with nothing found the result *is*
+    ``value``.
+    """
+    counts: Counter[str] = Counter()
+
+    def walk(v: Any) -> Any:
+        if isinstance(v, str):
+            found = scanner.scan(v)
+            if not found:
+                return v
+            for f in found:
+                counts[f.kind] += 1
+            return redact(v, found, placeholder)
+        if isinstance(v, Mapping):
+            changed: dict[Any, Any] | None = None
+            for k, item in v.items():
+                if isinstance(k, str) and k in SKIP_KEYS:
+                    continue
+                new = walk(item)
+                if new is not item:
+                    if changed is None:
+                        changed = dict(v)
+                    changed[k] = new
+            return v if changed is None else changed
+        if isinstance(v, (list, tuple)):
+            items: list[Any] | None = None
+            for i, item in enumerate(v):
+                new = walk(item)
+                if new is not item:
+                    if items is None:
+                        items = list(v)
+                    items[i] = new
+            if items is None:
+                return v
+            return tuple(items) if isinstance(v, tuple) else items
+        return v
+
+    return walk(value), counts
+
+
+# ---------------------------------------------------------------------------------------------
+# Presidio
+
+_PRESIDIO_KINDS: Mapping[str, str] = {
+    "EMAIL_ADDRESS": "email",
+    "PHONE_NUMBER": "phone",
+    "CREDIT_CARD": "payment_card",
+    "IBAN_CODE": "iban",
+    "US_SSN": "us_ssn",
+    "IP_ADDRESS": "ip_address",
+    "PERSON": "person",
+    "LOCATION": "location",
+}
+
+
+class PresidioDetector:
+    """A :class:`Detector` backed by Microsoft Presidio's ``AnalyzerEngine``
+    (``pip install 'tokenguard[presidio]'``).
+
+    ``analyzer``: an ``AnalyzerEngine`` (or any object with the same ``analyze(text=, language=,
+    entities=)`` method). By default, one on a blank spaCy pipeline: Presidio's pattern, checksum
+    and context recognizers work, nothing is downloaded, and there is no named-entity model, so no
+    PERSON or LOCATION; pass ``AnalyzerEngine()`` with a spaCy model installed for those.
+
+    ``entities`` maps Presidio entity types to kinds and limits the analysis to them; by default
+    every entity is analysed, the common ones mapped to the built-in kinds (``EMAIL_ADDRESS`` to
+    ``email``, ``CREDIT_CARD`` to ``payment_card``...) and the others to their lower-cased type
+    (``PERSON`` to ``person``). Results scoring below ``score_threshold`` are dropped.
+    """
+
+    name = "presidio"
+    priority = 45
+
+    def __init__(
+        self,
+        analyzer: Any = None,
+        *,
+        entities: Mapping[str, str] | None = None,
+        score_threshold: float = 0.5,
+        language: str = "en",
+    ) -> None:
+        if analyzer is None:
+            analyzer = self._default_analyzer(language)
+        self.analyzer = analyzer
+        self.language = language
+        self.score_threshold = score_threshold
+        self._entities: list[str] | None = list(entities) if entities is not None else None
+        self._map: dict[str, str] = dict(entities) if entities is not None else dict(_PRESIDIO_KINDS)
+        kinds = set(self._map.values())
+        if entities is None:
+            supported = getattr(analyzer, "get_supported_entities", None)
+            if callable(supported):
+                kinds.update(self._kind(e) for e in supported(language=language))
+        self.kinds: tuple[str, ...] = tuple(sorted(kinds))
+
+    def _kind(self, entity_type: str) -> str:
+        return self._map.get(entity_type, entity_type.lower())
+
+    @staticmethod
+    def _default_analyzer(language: str) -> Any:
+        try:
+            presidio = importlib.import_module("presidio_analyzer")
+            nlp_engine = importlib.import_module("presidio_analyzer.nlp_engine")
+            spacy = importlib.import_module("spacy")
+        except ImportError as exc:
+            raise ImportError(
+                "PresidioDetector needs Microsoft Presidio: pip install 'tokenguard[presidio]' "
+                f"(could not import {exc.name or 'presidio_analyzer'})"
+            ) from exc
+        # A loaded engine is not loaded again, so Presidio does not look for (or download) a model.
+        engine = nlp_engine.SpacyNlpEngine(models=[{"lang_code": language, "model_name": f"blank:{language}"}])
+        engine.nlp = {language: spacy.blank(language)}
+        return presidio.AnalyzerEngine(nlp_engine=engine, supported_languages=[language])
+
+    def find(self, text: str) -> Iterator[Finding]:
+        """Presidio's results at or above the score threshold, as findings."""
+        results = self.analyzer.analyze(text=text, language=self.language, entities=self._entities)
+        for r in results:
+            if r.score >= self.score_threshold:
+                yield Finding(self._kind(r.entity_type), int(r.start), int(r.end), self.name)
