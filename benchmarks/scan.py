@@ -28,7 +28,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from tokenguard.sensitive import Scanner, builtin_detectors  # noqa: E402
+from tokenguard.sensitive import Scanner, builtin_detectors
 
 SEED = 20240607
 
@@ -36,7 +36,7 @@ SEED = 20240607
 # The corpus
 # --------------------------------------------------------------------------------------------
 
-WORDS = (
+_WORDS = (
     "the of and to in is that for it as was with be by on not he this are or his from at which but have an "
     "they you were her she there been one all we their has would when if so no will more can said who "
     "about out up them what some could time into only other then its like also two than first new "
@@ -44,7 +44,8 @@ WORDS = (
     "invoice shipping address delivery password reset login session error timeout server database "
     "release build version update deploy cluster region latency token prompt response message user "
     "assistant policy review approval quarter revenue forecast meeting schedule contract vendor"
-).split()
+)
+WORDS = _WORDS.split()
 NAMES = ("alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi", "ivan", "judy", "mallory", "oscar")
 DOMAINS = ("example.com", "example.org", "mail.example.net", "corp.example.co.uk", "test.example.io")
 
@@ -76,13 +77,13 @@ def prose(rng: random.Random, size: int) -> str:
 def code(rng: random.Random, size: int) -> str:
     templates = (
         "def {a}_{b}(self, {c}: int = {n}) -> dict[str, Any]:\n    return {{'{a}': self.{b}[{c}], 'count': {n}}}\n",
-        "    {a}_{b} = await client.{c}.create(model=\"gpt-4o-mini\", max_tokens={n}, temperature=0.{d})\n",
+        '    {a}_{b} = await client.{c}.create(model="gpt-4o-mini", max_tokens={n}, temperature=0.{d})\n',
         "import {a}\nfrom {b}.{c} import {a}_{b}\n",
-        "    if {a} is None or len({b}) > {n}:\n        raise ValueError(f\"bad {a}: {{{b}!r}}\")\n",
+        '    if {a} is None or len({b}) > {n}:\n        raise ValueError(f"bad {a}: {{{b}!r}}")\n',
         "@property\ndef {a}(self) -> str:\n    return self._{a}  # see https://docs.example.com/{b}/{c}\n",
         "const {a}{B} = require('{b}-{c}@{d}.{n}.0');\nconsole.log(`${{{a}}}: ${{{n}}}`);\n",
         "    for i in range({n}):\n        {a}[i] = {b}[i] * {d}.{n} + {c}.get('{a}', 0)\n",
-        "    token_count = {n}  # max_tokens for the {a} model\n    version = \"{d}.{n}.{d}\"\n",
+        '    token_count = {n}  # max_tokens for the {a} model\n    version = "{d}.{n}.{d}"\n',
         "std::vector<int> {a}_{b}({n}); // {c} at 0x{h}\n",
         "SELECT {a}, {b} FROM {c} WHERE id = {n} AND created_at > '2024-0{d}-1{d}';\n",
     )
@@ -115,9 +116,10 @@ def logs(rng: random.Random, size: int) -> str:
         kind = rng.random()
         if kind < 0.4:
             line = (
-                f'{ts} INFO  [worker-{rng.randint(1, 16)}] {rng.choice(("GET", "POST", "PUT"))} '
-                f"/api/v{rng.randint(1, 3)}/{rng.choice(WORDS)}/{rng.randint(1, 99999)} {rng.choice((200, 201, 404, 500))} "
-                f'{rng.randint(1, 900)}.{rng.randint(0, 9)}ms client=10.{rng.randint(0, 255)}.{rng.randint(0, 255)}.'
+                f"{ts} INFO  [worker-{rng.randint(1, 16)}] {rng.choice(('GET', 'POST', 'PUT'))} "
+                f"/api/v{rng.randint(1, 3)}/{rng.choice(WORDS)}/{rng.randint(1, 99999)} "
+                f"{rng.choice((200, 201, 404, 500))} "
+                f"{rng.randint(1, 900)}.{rng.randint(0, 9)}ms client=10.{rng.randint(0, 255)}.{rng.randint(0, 255)}."
                 f'{rng.randint(1, 254)} ua="Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/120.0.0.0 '
                 f'Safari/537.36"'
             )
@@ -134,7 +136,7 @@ def logs(rng: random.Random, size: int) -> str:
             )
         else:
             line = (
-                f"{ts} ERROR Traceback (most recent call last): File \"/srv/app/{rng.choice(WORDS)}.py\", "
+                f'{ts} ERROR Traceback (most recent call last): File "/srv/app/{rng.choice(WORDS)}.py", '
                 f"line {rng.randint(1, 900)}, in {rng.choice(WORDS)}: TimeoutError: {rng.randint(10, 60)}s"
             )
         out.append(line)
@@ -197,8 +199,10 @@ def planted(rng: random.Random) -> str:
             "token: eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9."
             f"eyJzdWIiOiI{_rand(rng, B62, 20)}In0.{_rand(rng, B62 + '-_', 43)}"
         ),
-        lambda: f"-----BEGIN PRIVATE KEY-----\n{_rand(rng, B62 + '+/', 64)}\n{_rand(rng, B62 + '+/', 40)}==\n"
-        "-----END PRIVATE KEY-----",
+        lambda: (
+            f"-----BEGIN PRIVATE KEY-----\n{_rand(rng, B62 + '+/', 64)}\n{_rand(rng, B62 + '+/', 40)}==\n"
+            "-----END PRIVATE KEY-----"
+        ),
         lambda: f"ghp_{_rand(rng, B62, 36)}",
     )
     return rng.choice(choices)()

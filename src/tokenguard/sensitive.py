@@ -16,10 +16,7 @@ Detection rules are in ``docs/concepts/sensitive-data.md``; measured throughput 
 
 from __future__ import annotations
 
-import base64
-import binascii
 import importlib
-import json
 import math
 import re
 import threading
@@ -260,7 +257,7 @@ class _EmailDetector:
         before = text[start - 1] if start else ""
         # "https://user:pass@host", "ssh://git@host": credentials in a URL, not an address;
         # but "mailto:jane@example.com" is one.
-        if before in ":/" and not text.endswith("mailto:", 0, start):
+        if before and before in ":/" and not text.endswith("mailto:", 0, start):
             return None
         m = _EMAIL_DOMAIN.match(text, at + 1)
         if m is None or m.group(1).lower() in _FILE_EXTENSIONS:
@@ -280,7 +277,7 @@ _PHONE_INTL = re.compile(r"\+(?<![\w+]\+)\d[\d .()-]{5,20}\d")
 _PHONE_PAREN = re.compile(r"\(000\)[ .-]?000[ .-]0000")  # (415) 555-0132
 # Trunk-prefix national numbers: 020 7946 0958, 030 1234567, 06 12 34 56 78 (one kind of separator).
 # (At least 9 digits: one long group after the prefix, or two or more groups.)
-_PHONE_TRUNK = re.compile(r"0(?<![\w.+:/-]0)\d{1,4}(?P<s>[ .-])(?:\d{6,8}|\d{2,5}(?:(?P=s)\d{2,8}){1,3})")
+_PHONE_TRUNK = re.compile(r"0(?<![\w.+:/-]0)[1-9]\d{0,3}(?P<s>[ .-])(?:\d{6,8}|\d{2,5}(?:(?P=s)\d{2,8}){1,3})")
 _PHONE_SEPARATORS = re.compile(r"[ .()-]{2,}")
 _NOT_BEFORE_NUMBER = "0Aa.+-/"  # shape characters that make a number part of something longer
 
@@ -494,6 +491,7 @@ class _IbanDetector:
 
 _SSN_BARE = re.compile(r"(?<![\w.+-])\d{9}(?![\w]|[-.]\d)")
 _SSN_CUES = ("ssn", "social security")
+_SSN_CUE = re.compile(r"ssn|social security", re.IGNORECASE)
 _SSN_CUE_WINDOW = 40  # characters after the cue where a bare 9-digit number counts ("SSN on file: 123456789")
 
 
@@ -520,20 +518,21 @@ class _SsnDetector:
         if "000000000" not in shape:
             return  # no run of 9+ digits: nothing for a cue to point at
         lower = derived.lower
-        if lower is None:
-            return
+        if lower is not None:
+            cues = sorted((i, i + len(cue)) for cue in _SSN_CUES for i in _find_all(lower, cue))
+        else:  # lower-casing moved offsets: the (slower) case-insensitive regex
+            cues = [m.span() for m in _SSN_CUE.finditer(text)]
         seen: set[int] = set()
-        for cue in _SSN_CUES:
-            for i in _find_all(lower, cue):
-                if _is_word(text[i - 1 : i]) or _is_word(text[i + len(cue) : i + len(cue) + 1]):
-                    continue
-                bare = _SSN_BARE.search(text, i + len(cue), i + len(cue) + _SSN_CUE_WINDOW)
-                # (The window's end reads as the end of the text: look at the real next character.)
-                if bare is None or bare.start() in seen or text[bare.end() : bare.end() + 1].isdigit():
-                    continue
-                if _ssn_ok(bare.group()):
-                    seen.add(bare.start())
-                    yield Finding("us_ssn", bare.start(), bare.end(), "us_ssn")
+        for cue_start, cue_end in cues:
+            if _is_word(text[cue_start - 1 : cue_start]) or _is_word(text[cue_end : cue_end + 1]):
+                continue
+            bare = _SSN_BARE.search(text, cue_end, cue_end + _SSN_CUE_WINDOW)
+            # (The window's end reads as the end of the text: look at the real next character.)
+            if bare is None or bare.start() in seen or text[bare.end() : bare.end() + 1].isdigit():
+                continue
+            if _ssn_ok(bare.group()):
+                seen.add(bare.start())
+                yield Finding("us_ssn", bare.start(), bare.end(), "us_ssn")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -549,13 +548,37 @@ _IPV4_SHAPE = re.compile(
     r"0{1,3}\.0{1,3}\.0{1,3}(?![0Aa]|\.0)"
 )
 _IPV4 = re.compile(rf"{_OCTET}\.{_OCTET}\.{_OCTET}\.{_OCTET}")
-_VERSION_WORDS = frozenset({"version", "build", "release", "firmware"})
+# Words after which a dotted quad is a version or a section number, not an address.
+_VERSION_WORDS = frozenset(
+    {"version", "build", "release", "firmware", "section", "chapter", "clause", "table", "figure"}
+)
+
+
+def _version_context(window: str) -> bool:
+    """``window`` (lower case, the text just before a dotted quad) ends with a cue word and at most
+    two more words: "version 10.0.0.1", "build: 6.1.7601.2", "section 4.5.3.1"."""
+    # The substring tests are a quick pre-check: most windows have none of the words.
+    if not (
+        "version" in window
+        or "build" in window
+        or "release" in window
+        or "firmware" in window
+        or "section" in window
+        or "chapter" in window
+        or "clause" in window
+        or "table" in window
+        or "figure" in window
+    ):
+        return False
+    return any(w.strip(":=#.,;()-") in _VERSION_WORDS for w in window.split()[-3:])
+
+
 # IPv6 candidates: a "::" or four colons with hex groups between (full form); both start with a literal.
 _IPV6_HINTS = (
     # Not "std::vector", "Foo::Bar": a group of up to 4 characters that starts after a non-hex letter.
     re.compile(
         r"::(?<![G-Zg-z_]::)(?<![G-Zg-z_][0-9A-Za-z]::)(?<![G-Zg-z_][0-9A-Za-z]{2}::)(?<![G-Zg-z_][0-9A-Za-z]{3}::)"
-        r"(?![G-Zg-z_])"
+        r"(?<!:::)(?![G-Zg-z_:])"
     ),
     re.compile(r":[0-9A-Fa-f]{1,4}:[0-9A-Fa-f]{1,4}:[0-9A-Fa-f]{1,4}:"),
 )
@@ -589,10 +612,7 @@ class _IpDetector:
             if not _IPV4.fullmatch(text, start, end):
                 continue  # an octet above 255 or with a leading zero
             # "version 10.0.0.1", "build 6.1.7601.2": a version, within two words of a cue word.
-            window = text[max(0, start - 32) : start].lower()
-            if ("version" in window or "build" in window or "release" in window or "firmware" in window) and any(
-                w.strip(":=#.,;()-") in _VERSION_WORDS for w in window.split()[-3:]
-            ):
+            if _version_context(text[max(0, start - 32) : start].lower()):
                 continue
             yield Finding("ip_address", start, end, "ip_address")
 
@@ -788,6 +808,8 @@ def _assignments(text: str) -> list[tuple[str, int, int]]:
                 i -= 1  # Go's ":="
             while i > 0 and text[i - 1] in " \t":
                 i -= 1
+            if i > 0 and text[i - 1] == "]":
+                i -= 1  # PHP's $config['secret'] => ...
             if i > 0 and text[i - 1] in "\"'":
                 i -= 1
             name_end = i
@@ -860,7 +882,11 @@ _PEM_BEGIN = re.compile(
     r"-----BEGIN ((?:RSA |EC |DSA |OPENSSH |ENCRYPTED |ANY )?PRIVATE KEY|PGP PRIVATE KEY BLOCK)-----"
 )
 # Without an END line: the header lines and base64 lines that follow (real or JSON-escaped newlines).
-_PEM_BODY = re.compile(r"(?:(?:\r?\n|\\r?\\n)[ \t]*(?:[A-Za-z0-9+/=]+|[A-Za-z-]+: [^\r\n\\]*)?)*")
+_PEM_BODY = re.compile(
+    r"(?:(?:\r?\n|\\r?\\n)[ \t]*"  # a real or JSON-escaped newline, then
+    r"(?:[A-Za-z][A-Za-z-]*:\ [^\r\n\\]*"  # a header line ("Proc-Type: 4,ENCRYPTED") or
+    r"""|[A-Za-z0-9+/=]+(?=[ \t]*(?:\r?\n|\\|["']|\Z)))?)*"""  # a line of base64 alone
+)
 _PEM_MAX = 65536  # the longest block looked at: an 8192-bit RSA key is about 6.5 KB
 
 
@@ -871,14 +897,22 @@ class _PrivateKeyDetector:
 
     def find(self, text: str) -> Iterator[Finding]:
         pos = text.find("-----BEGIN ")
+        # Where the next END line of each label is (-1: none left): searched once per END line, so that
+        # many BEGIN lines without one cost linear time.
+        next_end: dict[str, int] = {}
         while pos >= 0:
             m = _PEM_BEGIN.match(text, pos)
             if m is None:
                 pos = text.find("-----BEGIN ", pos + 1)
                 continue
             end_marker = f"-----END {m.group(1)}-----"
-            end = text.find(end_marker, m.end(), m.end() + _PEM_MAX)
-            if end >= 0:
+            end = next_end.get(end_marker, m.end())
+            if 0 <= end < m.end():
+                end = m.end()  # the cached END line is behind us: look further
+            if end >= m.end() and not text.startswith(end_marker, end):
+                end = text.find(end_marker, end)
+                next_end[end_marker] = end
+            if 0 <= end <= m.end() + _PEM_MAX:
                 end += len(end_marker)
             else:
                 body = _PEM_BODY.match(text, m.end())
@@ -897,6 +931,10 @@ _JWT = re.compile(r"J(?<=eyJ)(?<![\w.-]eyJ)[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]+\.[A
 
 
 def _jwt_header(segment: str) -> dict[str, Any] | None:
+    import base64  # (imported when a candidate turns up: most texts have none)
+    import binascii
+    import json
+
     try:
         raw = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
         header = json.loads(raw)
@@ -1213,7 +1251,7 @@ class PresidioDetector:
     """
 
     name = "presidio"
-    priority = 45
+    priority = 20  # below the built-in detectors: between equal spans, a built-in one names the finding
 
     def __init__(
         self,
