@@ -118,9 +118,8 @@ def test_the_record_is_read_from_a_persistent_ledger(tmp_path, fake_llm):
 
     later = tg.Guard(store=store, telemetry=False, nudges={"min_tasks": 3})  # e.g. the next deploy
     client = client_of(later, fake_llm)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", tg.Nudge)
-        run_tasks(later, client, "gpt-4o", 1)  # starts reading the ledger in the background
+    with tg.task("warm_up", guard=later):  # the first call in a task starts reading the ledger (in the background)
+        client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}], max_tokens=5)
     assert later.nudger is not None and later.nudger.wait_seeded(10)
     with pytest.warns(tg.Nudge, match="smaller model gpt-4o-mini"), tg.task("summarize", guard=later):
         client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}], max_tokens=5)

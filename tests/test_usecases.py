@@ -238,3 +238,34 @@ def test_policy_file_errors_name_the_key(tmp_path):
     path.write_text('[[routes]]\nfallback = ["x"]\n')
     with pytest.raises(tg.ConfigError, match=r"routes\[0\]\.fallback: unknown key"):
         tg.Guard.from_file(path)
+
+
+class TicketIds:
+    """A custom detector: internal ticket ids (kind "ticket_id")."""
+
+    name = "ticket_ids"
+    kinds = ("ticket_id",)
+
+    def find(self, text):
+        import re
+
+        for m in re.finditer(r"\bTCK-\d{6}\b", text):
+            yield tg.Finding(kind="ticket_id", start=m.start(), end=m.end(), detector=self.name)
+
+
+def test_custom_detectors_join_the_built_ins_in_governed_calls(fake_llm):
+    guard = tg.Guard(telemetry=False, detectors=[TicketIds()], sensitive_data={"ticket_id": "redact", "email": "flag"})
+    client = guard.wrap(openai.OpenAI(base_url=fake_llm.openai_base_url, api_key=API_KEY, max_retries=0))
+    ask(client, f"TCK-123456 from {EMAIL}")
+    sent = fake_llm.requests[0].body["messages"][0]["content"]
+    assert "TCK-123456" not in sent and EMAIL in sent
+    assert dict(records(guard)[0].findings) == {"ticket_id": 1, "email": 1}
+
+
+def test_a_policy_naming_a_kind_no_detector_reports_is_a_config_error():
+    with pytest.raises(tg.ConfigError, match="unknown sensitive-data kind.*'person'"):
+        tg.Guard(sensitive_data={"person": "redact"})
+    with pytest.raises(tg.ConfigError, match="use case 'x'.*'ticket'"):
+        tg.Guard(use_cases=[tg.UseCase("x", sensitive_data={"ticket": "block"})])
+    with pytest.raises(tg.ConfigError, match="not a detector"):
+        tg.Guard(detectors=[object()])

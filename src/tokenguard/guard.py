@@ -47,7 +47,7 @@ if TYPE_CHECKING:
     from opentelemetry.trace import Span, TracerProvider
 
     from .providers.base import Adapter
-    from .sensitive import Scanner
+    from .sensitive import Detector, Scanner
 
 __all__ = ["Call", "Guard", "configure", "default_guard", "wrap"]
 
@@ -186,6 +186,9 @@ class Guard:
     * ``sensitive_data``: what to do with sensitive data in calls outside a use case: an action
       (``"allow"``, ``"flag"``, ``"redact"``, ``"block"``) or ``{kind: action}``. Default ``"allow"``
       (not scanned).
+    * ``detectors``: sensitive-data detectors added to the built-in ones (your own
+      :class:`~tokenguard.sensitive.Detector`, or :class:`~tokenguard.sensitive.PresidioDetector`);
+      their kinds can be named in ``sensitive_data`` policies.
     * ``nudges``: a :class:`~tokenguard.NudgePolicy` (or a mapping of its fields); ``False`` turns
       nudges off.
     """
@@ -213,6 +216,7 @@ class Guard:
         tiers: Mapping[str, Tier | Mapping[str, Any]] | None = None,
         default_risk: Risk = "low",
         sensitive_data: SensitivePolicy = "allow",
+        detectors: Sequence[Detector] = (),
         nudges: NudgePolicy | Mapping[str, Any] | bool = True,
     ) -> None:
         if on_store_error not in ("open", "closed"):
@@ -250,8 +254,12 @@ class Guard:
         if isinstance(routes, Route) or not all(isinstance(r, Route) for r in routes):
             raise ConfigError("routes must be a sequence of tg.Route(...)")
         self.routes = tuple(routes)
-        self.catalog = Catalog.build(use_cases, tiers, default_risk)
-        self.sensitive = sensitive_actions(sensitive_data, "sensitive_data")
+        self.detectors = _check_detectors(detectors)
+        # (importing the scanner compiles its patterns: only when a policy may scan)
+        scans = bool(detectors or use_cases or tiers or sensitive_data != "allow")
+        kinds = _kinds_of(self.detectors) if scans else ()
+        self.catalog = Catalog.build(use_cases, tiers, default_risk, kinds)
+        self.sensitive = sensitive_actions(sensitive_data, "sensitive_data", kinds)
         self._scanners: dict[frozenset[str], Scanner] = {}
         self._belonging: dict[tuple[str, str], bool] = {}
         self.nudger = _nudger(nudges)
@@ -385,7 +393,7 @@ class Guard:
         if scanner is None:
             from .sensitive import Scanner
 
-            scanner = self._scanners[kinds] = Scanner(kinds=kinds)
+            scanner = self._scanners[kinds] = Scanner(self.detectors or None, kinds=kinds)
         return scanner
 
     def _route(self, plan: Plan, binding: Binding | None) -> None:
@@ -1159,6 +1167,21 @@ _PROVIDERS = ("openai", "anthropic")
 
 def _allowed(model: str, patterns: Sequence[str]) -> bool:
     return any(fnmatch.fnmatchcase(model, p) for p in patterns)
+
+
+def _check_detectors(detectors: Sequence[Detector]) -> tuple[Detector, ...]:
+    """The Guard's detectors: the built-in ones plus ``detectors`` (none: the built-ins, lazily)."""
+    if not detectors:
+        return ()
+    from .sensitive import Scanner, builtin_detectors
+
+    return Scanner([*builtin_detectors(), *detectors]).detectors  # validates them
+
+
+def _kinds_of(detectors: Sequence[Detector]) -> tuple[str, ...]:
+    from .sensitive import BUILTIN_KINDS
+
+    return tuple(dict.fromkeys([*BUILTIN_KINDS, *(k for d in detectors for k in d.kinds)]))
 
 
 def _nudger(nudges: NudgePolicy | Mapping[str, Any] | bool) -> Nudger | None:

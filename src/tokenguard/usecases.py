@@ -52,17 +52,20 @@ def _check_sensitive(value: object, what: str) -> Mapping[str, Action]:
     return value
 
 
-def sensitive_actions(value: object, what: str) -> Mapping[str, Action]:
-    """Normalise a sensitive-data policy: one action for every built-in kind (``"redact"``), or
-    ``{kind: action}`` where the key ``"*"`` covers the kinds not named. Kinds whose action is
-    ``allow`` are left out (they are not scanned for)."""
+def sensitive_actions(value: object, what: str, kinds: Sequence[str]) -> Mapping[str, Action]:
+    """Normalise a sensitive-data policy over the ``kinds`` the detectors can report: one action
+    for every kind (``"redact"``), or ``{kind: action}`` where the key ``"*"`` covers the kinds not
+    named. Kinds whose action is ``allow`` are left out (they are not scanned for)."""
     if value == "allow":
         return _NOTHING
     given = _check_sensitive(value, what)
-    from .sensitive import BUILTIN_KINDS
-
+    unknown = sorted(k for k in given if k != "*" and k not in kinds)
+    if unknown:
+        raise ConfigError(
+            f"{what}: unknown sensitive-data kind(s) {', '.join(map(repr, unknown))}; the detectors report "
+            f"{', '.join(kinds)} (add a detector with Guard(detectors=[...]) for other kinds)"
+        )
     fallback = given.get("*", "allow")
-    kinds = sorted(set(BUILTIN_KINDS) | {k for k in given if k != "*"})
     return MappingProxyType({k: a for k in kinds if (a := given.get(k, fallback)) != "allow"})
 
 
@@ -186,7 +189,6 @@ class Binding:
 
     name: str
     risk: Risk
-    known: bool
     requires_approval: bool
     approval_tag: str
     approver: str | None
@@ -202,6 +204,8 @@ class Catalog:
     use_cases: Mapping[str, UseCase] = field(default_factory=dict)
     tiers: Mapping[str, Tier] = field(default_factory=lambda: DEFAULT_TIERS)
     default_risk: Risk = "low"
+    kinds: tuple[str, ...] = ()
+    """The sensitive-data kinds the Guard's detectors report."""
     _cache: dict[str, Binding] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
@@ -210,7 +214,10 @@ class Catalog:
         use_cases: Sequence[UseCase],
         tiers: Mapping[str, Tier | Mapping[str, Any]] | None,
         default_risk: Risk,
+        kinds: Sequence[str],
     ) -> Catalog:
+        """Validate the catalog (every sensitive-data policy against ``kinds``, now rather than on
+        the first call of a task)."""
         if isinstance(use_cases, UseCase) or not all(isinstance(u, UseCase) for u in use_cases):
             raise ConfigError("use_cases must be a sequence of tg.UseCase(...)")
         names = [u.name for u in use_cases]
@@ -232,23 +239,27 @@ class Catalog:
             if not isinstance(tier, Tier):
                 raise ConfigError(f"tiers.{risk} must be a tg.Tier or a mapping of its fields")
             merged[risk] = tier
-        return cls({u.name: u for u in use_cases}, MappingProxyType(merged), default_risk)
+        for risk, tier in merged.items():
+            sensitive_actions(tier.sensitive_data, f"tiers.{risk}: sensitive_data", kinds)
+        for u in use_cases:
+            if u.sensitive_data is not None:
+                sensitive_actions(u.sensitive_data, f"use case {u.name!r}: sensitive_data", kinds)
+        return cls({u.name: u for u in use_cases}, MappingProxyType(merged), default_risk, tuple(kinds))
 
     def __bool__(self) -> bool:
         return bool(self.use_cases)
 
     def bind(self, task_name: str) -> Binding:
+        """The use case a task of this name binds (its tier's defaults filled in)."""
         binding = self._cache.get(task_name)
         if binding is None:
             use_case = self.use_cases.get(task_name)
-            known = use_case is not None
             if use_case is None:
                 use_case = UseCase(task_name if _NAME_RE.fullmatch(task_name) else "unknown", risk=self.default_risk)
             tier = self.tiers[use_case.risk]
             binding = Binding(
                 name=task_name,
                 risk=use_case.risk,
-                known=known,
                 requires_approval=tier.requires_approval
                 if use_case.requires_approval is None
                 else use_case.requires_approval,
@@ -257,9 +268,12 @@ class Catalog:
                 sensitive=sensitive_actions(
                     tier.sensitive_data if use_case.sensitive_data is None else use_case.sensitive_data,
                     f"use case {task_name!r}: sensitive_data",
+                    self.kinds,
                 ),
                 allowed_models=tier.allowed_models if use_case.allowed_models is None else use_case.allowed_models,
                 default_model=tier.default_model if use_case.default_model is None else use_case.default_model,
             )
+            if len(self._cache) >= 4096:  # task names are usually few; never let dynamic ones grow this
+                self._cache.clear()
             self._cache[task_name] = binding
         return binding
