@@ -210,9 +210,15 @@ def planted(rng: random.Random) -> str:
 
 def corpus(total: int, seed: int = SEED) -> list[str]:
     """Documents adding up to about ``total`` characters: prose 35%, code 25%, logs 20%, JSON 20%."""
+    return [doc for _, doc in labelled_corpus(total, seed)]
+
+
+def labelled_corpus(total: int, seed: int = SEED) -> list[tuple[str, str]]:
+    """``corpus()`` with the category of each document: prose, code, logs or json."""
     rng = random.Random(seed)
     makers = ((prose, 0.35), (code, 0.25), (logs, 0.20), (json_bodies, 0.20))
-    docs: list[str] = []
+    names = {prose: "prose", code: "code", logs: "logs", json_bodies: "json"}
+    docs: list[tuple[str, str]] = []
     n = 0
     while n < total:
         maker = rng.choices([m for m, _ in makers], weights=[w for _, w in makers])[0]
@@ -226,7 +232,7 @@ def corpus(total: int, seed: int = SEED) -> list[str]:
             else:
                 pieces[i] = f"{pieces[i]} {planted(rng)}"
         doc = "\n".join(pieces)
-        docs.append(doc)
+        docs.append((names[maker], doc))
         n += len(doc)
     return docs
 
@@ -265,7 +271,8 @@ def main(argv: list[str] | None = None) -> int:
 
     size = int((args.size_mb or (1.0 if args.quick else 4.0)) * 1_000_000)
     repeats = 2 if args.quick else 5
-    docs = corpus(size)
+    labelled = labelled_corpus(size)
+    docs = [doc for _, doc in labelled]
     total_bytes = sum(len(d.encode()) for d in docs)
     print(f"corpus: {len(docs)} documents, {total_bytes / 1e6:.2f} MB (prose, code, logs, JSON; seed {SEED})")
     print()
@@ -283,6 +290,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{label:<{width}}  {value:>8.1f}  {n:>8}")
     results["throughput_mb_s"] = {label.strip(): round(value, 1) for label, value, _ in rows}
     results["findings"] = {label.strip(): n for label, _, n in rows}
+
+    print()
+    print(f"{'documents':<10}  {'MB':>6}  {'MB/s':>8}  {'findings':>8}   (all built-in detectors)")
+    by_category: dict[str, float] = {}
+    for category in ("prose", "code", "logs", "json"):
+        part = [doc for c, doc in labelled if c == category]
+        part_bytes = sum(len(d.encode()) for d in part)
+        c_mbps, c_found = throughput(full, part, part_bytes, repeats)
+        by_category[category] = round(c_mbps, 1)
+        print(f"{category:<10}  {part_bytes / 1e6:>6.2f}  {c_mbps:>8.1f}  {c_found:>8}")
+    results["throughput_by_category_mb_s"] = by_category
 
     print()
     joined = "\n".join(docs)

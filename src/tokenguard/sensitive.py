@@ -6,12 +6,15 @@ position; :func:`redact` replaces them. A :class:`Scanner` runs a chosen set of 
 objects (the built-in ones, your own, or :class:`PresidioDetector`) and resolves overlaps. The Guard
 walks request bodies with :func:`scan_texts` and :func:`redact_json`.
 
-Each built-in detector pairs a cheap way to find candidates (a literal such as ``sk-``, ``@`` or
-``-----BEGIN``, or a regular expression whose first character is rare enough) with a validation of
-what it found: Luhn and card-brand prefixes, IBAN lengths and the mod-97 check, SSN ranges, octet
-ranges, a JWT header that decodes to JSON, the entropy of a value assigned to a secret-looking key.
-Detection rules are in ``docs/concepts/sensitive-data.md``; measured throughput in
-``benchmarks/scan.py``. Only the standard library is imported (Presidio only by its adapter).
+Each built-in detector pairs a cheap way to find candidates with a validation of what it found
+(Luhn and card-brand prefixes, IBAN lengths and the mod-97 check, SSN ranges, octet ranges, a JWT
+header that decodes to JSON, the entropy of a value assigned to a secret-looking key). Finding
+candidates cheaply is most of the speed: every regex starts with a literal, preferably a rare
+character, so that the engine jumps between its occurrences instead of trying a match at every
+position (a leading character class or look-behind makes it do that: ~5 ms per MB); number formats
+are found in a "shape" of the text where every digit is "0" (see ``_Derived``). The rules are in
+``docs/concepts/sensitive-data.md``, the measured throughput in ``benchmarks/scan.py``. Only the
+standard library is imported (Presidio by its adapter, when built).
 """
 
 from __future__ import annotations
@@ -101,17 +104,15 @@ def _is_word(ch: str) -> bool:
     return ch.isalnum() or ch == "_"
 
 
+# c * log2(c) for the character counts of a value (at most 512 characters long: _QUOTED_VALUE).
+_C_LOG2_C = tuple(c * math.log2(c) if c else 0.0 for c in range(513))
+
+
 def _entropy(value: str) -> float:
-    """Shannon entropy of ``value`` in bits per character."""
+    """Shannon entropy of ``value`` (at most 512 characters) in bits per character:
+    log2(n) - sum(c * log2(c)) / n over the counts c of its characters."""
     n = len(value)
-    return -sum(c / n * math.log2(c / n) for c in Counter(value).values())
-
-
-def _find_all(haystack: str, needle: str) -> Iterator[int]:
-    i = haystack.find(needle)
-    while i >= 0:
-        yield i
-        i = haystack.find(needle, i + 1)
+    return math.log2(n) - sum(map(_C_LOG2_C.__getitem__, Counter(value).values())) / n
 
 
 # The "shape" of a text: every ASCII digit becomes "0", every ASCII letter "A" or "a" ("_" too), any
@@ -131,20 +132,23 @@ _NUMBERS = re.compile(
         (?P<ssn>(?P<s1>[- ])00(?P=s1)0000)
       | (?P<nanp>(?P<s2>[-. ])000(?P=s2)0000)
       | 0(?:0{9,15}|(?P<s3>[ -])(?:0000(?P=s3)0000(?:(?P=s3)0{1,4}){0,2}|000000(?P=s3)0{4,5}))
+      | (?P<nine>000000)(?!0)   # nine digits alone: an SSN after a cue word
     )""",
     re.VERBOSE,
 )
 
 
+_NUMBER_KINDS = {"ssn": "ssn", "nanp": "nanp", "nine": "nine"}
+
+
 class _Derived:
     """Views of one text that several detectors use, each computed at most once per scan."""
 
-    __slots__ = ("_lower", "_numbers", "_shape", "assignments", "text")
+    __slots__ = ("_numbers", "_shape", "assignments", "text")
 
     def __init__(self, text: str) -> None:
         self.text = text
         self._shape: str | None = None
-        self._lower: str | bool | None = False  # False: not computed yet; None: not offset-aligned
         self.assignments: list[tuple[str, int, int]] | None = None
         self._numbers: dict[str, list[tuple[int, int, str]]] | None = None
 
@@ -160,21 +164,12 @@ class _Derived:
         """SSN-, NANP phone- and card-shaped candidates ``(start, end, separator)``, found in one pass
         over the shape (their detectors check boundaries and validate)."""
         if self._numbers is None:
-            found: dict[str, list[tuple[int, int, str]]] = {"ssn": [], "nanp": [], "card": []}
+            found: dict[str, list[tuple[int, int, str]]] = {"ssn": [], "nanp": [], "card": [], "nine": []}
             for m in _NUMBERS.finditer(self.shape):
-                kind = "ssn" if m.group("ssn") else "nanp" if m.group("nanp") else "card"
+                kind = _NUMBER_KINDS.get(m.lastgroup or "", "card")  # (the card branch has no name)
                 found[kind].append((m.start(), m.end(), m.group("s1") or m.group("s2") or m.group("s3") or ""))
             self._numbers = found
         return self._numbers
-
-    @property
-    def lower(self) -> str | None:
-        """``text.lower()``, or None when lower-casing moved offsets (a few non-ASCII characters
-        lower-case to two), so that positions found in it are valid in the text."""
-        if self._lower is False:
-            lower = self.text.lower()
-            self._lower = lower if len(lower) == len(self.text) else None
-        return self._lower  # type: ignore[return-value]  # never False here
 
 
 # One entry per thread, for the text being scanned; Scanner.scan drops it when done, so no text is
@@ -207,8 +202,8 @@ def _boundary_after(shape: str, end: int) -> bool:
 # email
 
 
-# An "@" between a local-part character and a letter or digit ("@property", "@ mention" are skipped
-# by the regex engine).
+# An "@" after a local-part character and before something shaped like a domain: "@property",
+# "@mentions" and "lodash@4.17.21" are skipped by the regex engine.
 _EMAIL_AT = re.compile(r"@(?<=[A-Za-z0-9._%+-]@)(?=(?:[A-Za-z0-9-]+\.)+[A-Za-z]{2})")
 _EMAIL_LOCAL = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._%+-")
 # Labels of letters, digits and inner hyphens; the last label (the TLD) is letters only, 2-24 of them.
@@ -489,10 +484,9 @@ class _IbanDetector:
 # ---------------------------------------------------------------------------------------------
 # us_ssn
 
-_SSN_BARE = re.compile(r"(?<![\w.+-])\d{9}(?![\w]|[-.]\d)")
-_SSN_CUES = ("ssn", "social security")
-_SSN_CUE = re.compile(r"ssn|social security", re.IGNORECASE)
-_SSN_CUE_WINDOW = 40  # characters after the cue where a bare 9-digit number counts ("SSN on file: 123456789")
+# A cue that makes nine bare digits an SSN when it is in the 40 characters before them.
+_SSN_CUE = re.compile(r"\b(?:ssn|social security)\b", re.IGNORECASE)
+_SSN_CUE_WINDOW = 40
 
 
 def _ssn_ok(digits: str) -> bool:
@@ -513,26 +507,13 @@ class _SsnDetector:
                 continue
             if _ssn_ok(text[start:end].replace(sep, "")):
                 yield Finding("us_ssn", start, end, "us_ssn")
-        # Nine bare digits are an SSN only right after a cue word: otherwise they are order numbers,
-        # amounts, ids.
-        if "000000000" not in shape:
-            return  # no run of 9+ digits: nothing for a cue to point at
-        lower = derived.lower
-        if lower is not None:
-            cues = sorted((i, i + len(cue)) for cue in _SSN_CUES for i in _find_all(lower, cue))
-        else:  # lower-casing moved offsets: the (slower) case-insensitive regex
-            cues = [m.span() for m in _SSN_CUE.finditer(text)]
-        seen: set[int] = set()
-        for cue_start, cue_end in cues:
-            if _is_word(text[cue_start - 1 : cue_start]) or _is_word(text[cue_end : cue_end + 1]):
+        # Nine bare digits are an SSN only after a cue word ("SSN: 536221234"): otherwise they are
+        # order numbers, amounts, ids.
+        for start, end, _ in derived.numbers["nine"]:
+            if not (_boundary_before(shape, start, _NOT_BEFORE_NUMBER) and _boundary_after(shape, end)):
                 continue
-            bare = _SSN_BARE.search(text, cue_end, cue_end + _SSN_CUE_WINDOW)
-            # (The window's end reads as the end of the text: look at the real next character.)
-            if bare is None or bare.start() in seen or text[bare.end() : bare.end() + 1].isdigit():
-                continue
-            if _ssn_ok(bare.group()):
-                seen.add(bare.start())
-                yield Finding("us_ssn", bare.start(), bare.end(), "us_ssn")
+            if _ssn_ok(text[start:end]) and _SSN_CUE.search(text, max(0, start - _SSN_CUE_WINDOW), start):
+                yield Finding("us_ssn", start, end, "us_ssn")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -574,13 +555,13 @@ def _version_context(window: str) -> bool:
 
 
 # IPv6 candidates: a "::" or four colons with hex groups between (full form); both start with a literal.
-_IPV6_HINTS = (
-    # Not "std::vector", "Foo::Bar": a group of up to 4 characters that starts after a non-hex letter.
-    re.compile(
-        r"::(?<![G-Zg-z_]::)(?<![G-Zg-z_][0-9A-Za-z]::)(?<![G-Zg-z_][0-9A-Za-z]{2}::)(?<![G-Zg-z_][0-9A-Za-z]{3}::)"
-        r"(?<!:::)(?![G-Zg-z_:])"
-    ),
-    re.compile(r":[0-9A-Fa-f]{1,4}:[0-9A-Fa-f]{1,4}:[0-9A-Fa-f]{1,4}:"),
+# IPv6 candidates, from a colon: a "::" (not in "std::vector" or "Foo::Bar": a group of up to 4
+# characters after a non-hex letter, nor in ":::") or four colons with hex groups between (full form).
+_IPV6_HINT = re.compile(
+    r":(?:"
+    r"(?<![G-Zg-z_]:)(?<![G-Zg-z_][0-9A-Za-z]:)(?<![G-Zg-z_][0-9A-Za-z]{2}:)(?<![G-Zg-z_][0-9A-Za-z]{3}:)(?<!::)"
+    r":(?![G-Zg-z_:])"
+    r"|[0-9A-Fa-f]{1,4}:[0-9A-Fa-f]{1,4}:[0-9A-Fa-f]{1,4}:)"
 )
 _IPV6_CHARS = frozenset("0123456789abcdefABCDEF:.")
 
@@ -621,8 +602,8 @@ class _IpDetector:
         import ipaddress  # only when a text has an IPv6-looking candidate; the module stays light
 
         done = 0
-        hits = sorted(m.start() for regex in _IPV6_HINTS for m in regex.finditer(text))
-        for hit in hits:
+        for m in _IPV6_HINT.finditer(text):
+            hit = m.start()
             if hit < done:
                 continue
             start = hit
@@ -742,7 +723,6 @@ _ASSIGN_OPS = (
     (":", re.compile(r""":[ "'`\t]{1,3}(?=[^\s"'`]{16}|(?:[Bb]earer|[Bb]asic|[Tt]oken|[Bb]ot)[ \t])""")),
     ("=", re.compile(r"""=>?[ "'`\t]{0,3}(?=[^\s"'`]{16}|(?:[Bb]earer|[Bb]asic|[Tt]oken|[Bb]ot)[ \t])""")),
 )
-_NAME_WORDS = ("secret", "token", "pass", "pwd", "key", "auth", "credential")  # every _SECRET_NAME has one
 _AUTH_SCHEME = re.compile(r"(?:[Bb]earer|[Bb]asic|[Tt]oken|[Bb]ot)[ \t]+")
 _KEY_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
 # A component of the key name (split at "_", ".", "-" and camelCase humps), not just a substring:
@@ -761,27 +741,36 @@ _MIN_SECRET_LEN = 16
 _ENTROPY_FACTOR = 0.8  # of the most a string of that length and alphabet can have
 
 
+@lru_cache(maxsize=1024)  # the same names come back: "token", "Authorization", "OPENAI_API_KEY"
 def _secret_name_ok(name: str) -> bool:
     return _SECRET_NAME.search(_CAMEL.sub("_", name).lower()) is not None
 
 
+_DIGITS = frozenset("0123456789")
+_LOWER = frozenset("abcdefghijklmnopqrstuvwxyz")
+_UPPER = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+_HEX = frozenset("0123456789abcdef")
+
+
 def _high_entropy(value: str) -> bool:
+    """16+ characters, digits and letters, no placeholder word, and a Shannon entropy of at least
+    _ENTROPY_FACTOR times the most a string of its length and alphabet can have."""
     if len(value) < _MIN_SECRET_LEN:
         return False
-    if not any(ch.isdigit() for ch in value) or not any(ch.isalpha() for ch in value):
+    chars = set(value)
+    has_digit = not chars.isdisjoint(_DIGITS)
+    has_lower = not chars.isdisjoint(_LOWER)
+    has_upper = not chars.isdisjoint(_UPPER)
+    if not has_digit or not (has_lower or has_upper):
         return False
     low = value.lower()
     if any(w in low for w in _PLACEHOLDER_WORDS) or "://" in value:
         return False
-    if all(ch in "0123456789abcdef" for ch in low):
+    if chars <= _HEX:
         alphabet = 16
     else:
-        alphabet = (
-            10 * any(ch.isdigit() for ch in value)
-            + 26 * any(ch.islower() for ch in value)
-            + 26 * any(ch.isupper() for ch in value)
-            + 16 * any(not ch.isalnum() for ch in value)
-        )
+        others = not chars <= (_DIGITS | _LOWER | _UPPER)
+        alphabet = 10 + 26 * has_lower + 26 * has_upper + 16 * others
     return _entropy(value) >= _ENTROPY_FACTOR * math.log2(min(len(value), alphabet))
 
 
@@ -798,9 +787,17 @@ def _assignments(text: str) -> list[tuple[str, int, int]]:
             continue
         for m in regex.finditer(text):
             # Most candidates are ids, URLs and code ("request_id=req_...", "self.x"): a look for a
-            # secret word just before the operator is cheaper than reading the key name.
+            # secret word (one of each _SECRET_NAME) before the operator is cheaper than reading the name.
             window = text[max(0, m.start() - 64) : m.start()].lower()
-            if not any(w in window for w in _NAME_WORDS):
+            if not (
+                "key" in window
+                or "token" in window
+                or "pass" in window
+                or "secret" in window
+                or "auth" in window
+                or "pwd" in window
+                or "credential" in window
+            ):
                 continue
             # The key name: back from the operator over blanks and one closing quote.
             i = m.start()
@@ -871,6 +868,7 @@ class _AwsSecretDetector:
                 yield Finding("api_key", start, end, "aws_secret_key")
 
     @staticmethod
+    @lru_cache(maxsize=256)
     def _name_ok(name: str) -> bool:
         return _AWS_SECRET_NAME.search(_CAMEL.sub("_", name)) is not None
 
