@@ -686,8 +686,8 @@ def _vendor_detectors() -> tuple[_PatternDetector, ...]:
         _PatternDetector("aws_access_key_id", (r"A(?<![A-Za-z0-9]A)(?:KIA|SIA|BIA|CCA)[A-Z0-9]{16}(?![A-Za-z0-9])", 0)),
         _PatternDetector(
             "github_token",
-            (r"_(?<=gh[pousr]_)(?<!\wgh[pousr]_)[A-Za-z0-9]{36,251}(?!\w)", 3),
-            (r"_pat_(?<=github_pat_)(?<!\wgithub_pat_)[A-Za-z0-9_]{50,255}(?!\w)", 6),
+            (r"gh(?<!\wgh)[pousr]_[A-Za-z0-9]{36,251}(?!\w)", 0),  # "gh" is rarer than "_" in code
+            (r"github_pat_(?<!\wgithub_pat_)[A-Za-z0-9_]{50,255}(?!\w)", 0),
             hint="_",
         ),
         _PatternDetector(
