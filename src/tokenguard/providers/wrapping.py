@@ -214,7 +214,7 @@ def _make_governed_class(base: type, kit: _Kit) -> type:
             try:
                 for _model in chain.models():
                     try:
-                        async for retry in chain.async_retrying():
+                        async for retry in chain.retrying(is_async=True):
                             with retry:
                                 result = await asend(self, cast_to, options, stream, stream_cls, g, chain.next(retry))
                         return chain.done(result)
@@ -340,7 +340,9 @@ class _Chain:
         asked = retry_after(exc)
         return asked is None or asked <= self.plan.max_wait_s
 
-    def _wait(self) -> Any:
+    def retrying(self, is_async: bool = False) -> Any:
+        """The attempts with the current model: ``tenacity`` retries on what :func:`retry_reason`
+        accepts, waiting what the vendor asked for, else exponential backoff with jitter."""
         import tenacity
 
         first = self.plan.backoff_s
@@ -351,24 +353,9 @@ class _Chain:
             asked = retry_after(error) if error is not None else None
             return asked if asked is not None else backoff(state)
 
-        return wait
-
-    def retrying(self) -> Any:
-        import tenacity
-
-        return tenacity.Retrying(
+        return (tenacity.AsyncRetrying if is_async else tenacity.Retrying)(
             stop=tenacity.stop_after_attempt(self.plan.retries + 1),
-            wait=self._wait(),
-            retry=tenacity.retry_if_exception(self._retryable),
-            reraise=True,
-        )
-
-    def async_retrying(self) -> Any:
-        import tenacity
-
-        return tenacity.AsyncRetrying(
-            stop=tenacity.stop_after_attempt(self.plan.retries + 1),
-            wait=self._wait(),
+            wait=wait,
             retry=tenacity.retry_if_exception(self._retryable),
             reraise=True,
         )
