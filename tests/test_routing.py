@@ -49,6 +49,7 @@ def test_auto_without_a_default_is_refused_before_sending(guard, openai_client, 
     assert fake_llm.requests == []
     [r] = records(guard)
     assert r.status == "blocked" and r.cost_usd == 0
+    assert r.decisions == ("route:default:block",)
 
 
 def test_a_model_outside_the_allow_list_goes_to_the_default(guard, openai_client, fake_llm):
@@ -97,9 +98,16 @@ def test_long_prompts_go_to_the_long_context_model_or_are_refused(guard, openai_
         create(openai_client, model="gpt-4o-mini")  # short: stays
     assert sent_models(fake_llm) == ["gpt-4.1", "gpt-4o-mini"]
     assert records(guard)[0].route_reason == "context-length"
-    with tg.route(max_input_tokens=100), pytest.raises(tg.PolicyViolation, match=r"about \d+ input tokens"):
+    with (
+        tg.route(max_input_tokens=100),
+        pytest.raises(tg.PolicyViolation, match=r"about \d+ input tokens"),
+        pytest.warns(tg.Nudge, match="above the 100 allowed"),  # refused, with the advice as a nudge
+    ):
         openai_client.chat.completions.create(model="gpt-4o-mini", messages=long, max_tokens=5)
     assert len(fake_llm.requests) == 2
+    refused = records(guard)[-1]
+    assert (refused.status, refused.nudges) == ("blocked", ("context_length",))
+    assert "route:context-length:block" in refused.decisions
 
 
 def test_guard_routes_apply_by_scope(fake_llm):

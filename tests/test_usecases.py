@@ -269,3 +269,21 @@ def test_a_policy_naming_a_kind_no_detector_reports_is_a_config_error():
         tg.Guard(use_cases=[tg.UseCase("x", sensitive_data={"ticket": "block"})])
     with pytest.raises(tg.ConfigError, match="not a detector"):
         tg.Guard(detectors=[object()])
+
+
+def test_default_risk_alone_binds_every_task(fake_llm):
+    guard = tg.Guard(telemetry=False, default_risk="high")
+    client = guard.wrap(openai.OpenAI(base_url=fake_llm.openai_base_url, api_key=API_KEY, max_retries=0))
+    with tg.task("anything", guard=guard), pytest.raises(tg.PolicyViolation, match="'anything' is high risk"):
+        ask(client)
+    assert not tg.Guard(telemetry=False).catalog  # no use cases and no default: no task binds
+
+
+def test_bad_sensitive_data_in_the_policy_file_names_key_and_choices(tmp_path):
+    path = tmp_path / "bad.toml"
+    path.write_text('[tiers.low]\nsensitive_data = "shred"\n')
+    with pytest.raises(tg.ConfigError, match=r"tiers\.low: sensitive_data: action for '\*' must be one of allow, flag"):
+        tg.Guard.from_file(path)
+    path.write_text('sensitive_data = { email = "hide" }\n')
+    with pytest.raises(tg.ConfigError, match=r"bad\.toml: sensitive_data: action for 'email' must be one of"):
+        tg.Guard.from_file(path)

@@ -92,8 +92,7 @@ class _GrantTable(BaseModel):
 
 
 Models = str | list[str]
-ActionName = Literal["allow", "flag", "redact", "block"]
-Sensitive = ActionName | dict[str, ActionName]
+Sensitive = Any  # an action or {kind: action}: checked by the constructors, whose errors name the choices
 RiskName = Literal["low", "medium", "high"]
 
 
@@ -168,7 +167,7 @@ class _PolicyFile(BaseModel):
     routes: list[_RouteTable] = Field(default_factory=list)
     use_cases: list[_UseCaseTable] = Field(default_factory=list)
     tiers: dict[RiskName, _TierTable] = Field(default_factory=dict)
-    default_risk: RiskName = "low"
+    default_risk: RiskName | None = None
     sensitive_data: Sensitive = "allow"
     nudges: _NudgesTable = Field(default_factory=_NudgesTable)
 

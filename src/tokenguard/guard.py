@@ -182,7 +182,8 @@ class Guard:
       (under any ``tg.route(...)`` in force); see :mod:`tokenguard.routing`.
     * ``use_cases``: the :class:`~tokenguard.UseCase` catalog that ``tg.task(name)`` binds;
       ``tiers`` overrides the risk tiers' defaults (:class:`~tokenguard.Tier` or mappings of its
-      fields); ``default_risk`` is the tier of tasks not in the catalog.
+      fields); ``default_risk`` is the tier of tasks not in the catalog (``"low"`` when there is a
+      catalog; without one, setting it binds every task to that tier).
     * ``sensitive_data``: what to do with sensitive data in calls outside a use case: an action
       (``"allow"``, ``"flag"``, ``"redact"``, ``"block"``) or ``{kind: action}``. Default ``"allow"``
       (not scanned).
@@ -214,7 +215,7 @@ class Guard:
         routes: Sequence[Route] = (),
         use_cases: Sequence[UseCase] = (),
         tiers: Mapping[str, Tier | Mapping[str, Any]] | None = None,
-        default_risk: Risk = "low",
+        default_risk: Risk | None = None,
         sensitive_data: SensitivePolicy = "allow",
         detectors: Sequence[Detector] = (),
         nudges: NudgePolicy | Mapping[str, Any] | bool = True,
@@ -321,12 +322,16 @@ class Guard:
                 self._check_use_case(binding, decisions)
             if sensitive:
                 self._scan(adapter, plan, sensitive, decisions, binding)
-            self._route(plan, binding)
+            self._route(plan, binding, decisions)
         except PolicyViolation as error:
             plan.decisions = tuple(decisions)
             call = Call(self, adapter, plan.req, server, plan, reason=plan.reason)
             self._prepare(call)
+            if "route:context-length:block" in decisions and self.nudger is not None:
+                call.nudges.append(("context_length", str(error)))  # the refusal is also advice
             call.settle(None, "blocked")
+            for kind, message in call.nudges:
+                Nudger.deliver(kind, message)
             raise error from None
         plan.decisions = tuple(decisions)
         return plan
@@ -396,8 +401,9 @@ class Guard:
             scanner = self._scanners[kinds] = Scanner(self.detectors or None, kinds=kinds)
         return scanner
 
-    def _route(self, plan: Plan, binding: Binding | None) -> None:
-        """Choose the model (see :mod:`tokenguard.routing` for the order) and the fallbacks."""
+    def _route(self, plan: Plan, binding: Binding | None, decisions: list[str]) -> None:
+        """Choose the model (see :mod:`tokenguard.routing` for the order) and the fallbacks. A
+        refusal adds the decision ``route:<reason>:block`` for the rule that could not route."""
         route = plan.route
         req = plan.req
         provider, model, reason = req.provider, req.model, None
@@ -406,6 +412,7 @@ class Guard:
             if target is None and binding is not None:
                 target = self._first_of(provider, binding.default_model, route)
             if target is None:
+                decisions.append("route:default:block")
                 raise PolicyViolation(
                     f"model='auto' asks the router for a default {provider} model, but no route in force names "
                     f"one. The request was not sent. Set one with tg.route(default=...) or a [[routes]] default "
@@ -415,6 +422,7 @@ class Guard:
         if binding is not None and binding.allowed_models and not _allowed(model, binding.allowed_models):
             target = self._first_of(provider, binding.default_model, None)
             if target is None:
+                decisions.append("route:use-case:block")
                 raise PolicyViolation(
                     f"use case {binding.name!r} ({binding.risk} risk) does not allow model {model!r}; it allows "
                     f"{', '.join(binding.allowed_models)}. The request was not sent. Ask for an allowed model, or "
@@ -425,6 +433,7 @@ class Guard:
             if not route.allows(model):
                 target = self._first_of(provider, route.default or (), route)
                 if target is None:
+                    decisions.append("route:allow-list:block")
                     allowed = ", ".join(route.allow or ())
                     raise PolicyViolation(
                         f"the route in force does not allow model {model!r} (it allows {allowed}) and has no "
@@ -436,6 +445,7 @@ class Guard:
                 tokens = estimate_request(provider, req.api, model, req.body).point
                 if tokens > route.max_input_tokens:
                     if route.long_context_model is None:
+                        decisions.append("route:context-length:block")
                         raise PolicyViolation(
                             f"the prompt is about {tokens} input tokens, above the {route.max_input_tokens} "
                             f"allowed by the route in force (max_input_tokens). The request was not sent. "

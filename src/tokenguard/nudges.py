@@ -218,7 +218,7 @@ class Nudger:
             f"{r.success_rate:.0%} succeeded over {r.tasks} tasks at ${_money(cost)} per successful task, "
             f"vs {current.success_rate:.0%} at ${_money(current_cost)} with {model}. "
             f"Switching would save about ${_money(saving)} per task "
-            f"(${_money(saving * current.succeeded)} over the last {current.succeeded} successful {model} tasks)."
+            f"(${_money(saving * current.succeeded)} over the {current.succeeded} successful {model} tasks on record)."
         )
 
 

@@ -12,8 +12,10 @@ medium    no                    ``redact``          any
 high      yes                   ``block``           any
 ========  ====================  ==================  =========================================
 
-A task whose name is not in the catalog follows ``Guard(default_risk=...)`` (``"low"`` unless
-set). Calls outside any task follow ``Guard(sensitive_data=...)`` only (default ``"allow"``).
+A task whose name is not in the catalog follows ``Guard(default_risk=...)``: ``"low"`` when the
+catalog has use cases and no default is set; with neither use cases nor ``default_risk``, tasks bind
+no use case at all. Calls outside any task follow ``Guard(sensitive_data=...)`` only (default
+``"allow"``).
 """
 
 from __future__ import annotations
@@ -203,7 +205,7 @@ class Catalog:
 
     use_cases: Mapping[str, UseCase] = field(default_factory=dict)
     tiers: Mapping[str, Tier] = field(default_factory=lambda: DEFAULT_TIERS)
-    default_risk: Risk = "low"
+    default_risk: Risk | None = None
     kinds: tuple[str, ...] = ()
     """The sensitive-data kinds the Guard's detectors report."""
     _cache: dict[str, Binding] = field(default_factory=dict, compare=False, repr=False)
@@ -213,7 +215,7 @@ class Catalog:
         cls,
         use_cases: Sequence[UseCase],
         tiers: Mapping[str, Tier | Mapping[str, Any]] | None,
-        default_risk: Risk,
+        default_risk: Risk | None,
         kinds: Sequence[str],
     ) -> Catalog:
         """Validate the catalog (every sensitive-data policy against ``kinds``, now rather than on
@@ -224,7 +226,7 @@ class Catalog:
         repeated = sorted({n for n in names if names.count(n) > 1})
         if repeated:
             raise ConfigError(f"use case names must be unique; repeated: {', '.join(repeated)}")
-        if default_risk not in RISKS:
+        if default_risk is not None and default_risk not in RISKS:
             raise ConfigError(f"default_risk must be one of {', '.join(RISKS)}, got {default_risk!r}")
         merged = dict(DEFAULT_TIERS)
         for risk, given in (tiers or {}).items():
@@ -234,7 +236,7 @@ class Catalog:
             if isinstance(given, Mapping):
                 try:
                     tier = replace(DEFAULT_TIERS[risk], **given)
-                except TypeError as exc:
+                except (TypeError, ConfigError) as exc:
                     raise ConfigError(f"tiers.{risk}: {exc}") from None
             if not isinstance(tier, Tier):
                 raise ConfigError(f"tiers.{risk} must be a tg.Tier or a mapping of its fields")
@@ -247,7 +249,8 @@ class Catalog:
         return cls({u.name: u for u in use_cases}, MappingProxyType(merged), default_risk, tuple(kinds))
 
     def __bool__(self) -> bool:
-        return bool(self.use_cases)
+        """Whether tasks bind use cases (the catalog has entries, or a default tier is set)."""
+        return bool(self.use_cases) or self.default_risk is not None
 
     def bind(self, task_name: str) -> Binding:
         """The use case a task of this name binds (its tier's defaults filled in)."""
@@ -255,7 +258,8 @@ class Catalog:
         if binding is None:
             use_case = self.use_cases.get(task_name)
             if use_case is None:
-                use_case = UseCase(task_name if _NAME_RE.fullmatch(task_name) else "unknown", risk=self.default_risk)
+                name = task_name if _NAME_RE.fullmatch(task_name) else "unknown"
+                use_case = UseCase(name, risk=self.default_risk or "low")
             tier = self.tiers[use_case.risk]
             binding = Binding(
                 name=task_name,

@@ -316,6 +316,7 @@ class _Chain:
         self.models_left = [g.plan.req.model, *g.plan.fallbacks]
         self.req = g.plan.req
         self.n = 0
+        self.model_attempts = 0  # attempts with the current model
         self.first_reason: str | None = None
         self.last: str | None = None  # why the previous attempt failed: "429", "5xx", ...
         self.error: BaseException | None = None
@@ -362,7 +363,8 @@ class _Chain:
 
     def next(self, retry: Any) -> _Attempt:
         self.n += 1
-        reason = self.first_reason if retry.retry_state.attempt_number == 1 else f"retry:{self.last}"
+        self.model_attempts = retry.retry_state.attempt_number
+        reason = self.first_reason if self.model_attempts == 1 else f"retry:{self.last}"
         return _Attempt(self.req, self.n, reason, self.id)
 
     def failed(self, exc: BaseException) -> bool:
@@ -371,10 +373,10 @@ class _Chain:
         if retry_reason(exc) is None or not self.models_left:
             return False
         log.warning(
-            "tokenguard: %s failed (%s) after %d attempt(s) of this call; falling back to %s",
+            "tokenguard: %s failed (%s) after %d attempt(s); falling back to %s",
             self.req.model,
             type(exc).__name__,
-            self.n,
+            self.model_attempts,
             self.models_left[0],
         )
         return True
