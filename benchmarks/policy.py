@@ -40,14 +40,25 @@ def scenarios(guard: tg.Guard) -> list[tuple[str, Callable[[], AbstractContextMa
     return [
         ("no policy", nullcontext, OPENAI_MODEL, OPENAI_MESSAGES),
         ("route: model='auto' -> default", lambda: tg.route(default=OPENAI_MODEL), "auto", OPENAI_MESSAGES),
-        ("route: allow-list + downgrade map", lambda: tg.route(allow=["gpt-4o*"], downgrade={"gpt-4o": OPENAI_MODEL}),
-         OPENAI_MODEL, OPENAI_MESSAGES),
-        ("route: retries + fallbacks (no failure)", lambda: tg.route(fallbacks=["gpt-4.1-mini"]), OPENAI_MODEL,
-         OPENAI_MESSAGES),
-        ("use case low: scan + flag (clean prompt)", lambda: in_task(guard, "summarize"), OPENAI_MODEL,
-         OPENAI_MESSAGES),
-        ("use case medium: scan + redact (1 e-mail)", lambda: in_task(guard, "reply"), OPENAI_MODEL,
-         EMAIL_MESSAGES),
+        (
+            "route: allow-list + downgrade map",
+            lambda: tg.route(allow=["gpt-4o*"], downgrade={"gpt-4o": OPENAI_MODEL}),
+            OPENAI_MODEL,
+            OPENAI_MESSAGES,
+        ),
+        (
+            "route: a fallback (the chain, no failure)",
+            lambda: tg.route(fallbacks=["gpt-4.1-mini"]),
+            OPENAI_MODEL,
+            OPENAI_MESSAGES,
+        ),
+        (
+            "use case low: scan + flag (clean prompt)",
+            lambda: in_task(guard, "summarize"),
+            OPENAI_MODEL,
+            OPENAI_MESSAGES,
+        ),
+        ("use case medium: scan + redact (1 e-mail)", lambda: in_task(guard, "reply"), OPENAI_MODEL, EMAIL_MESSAGES),
     ]
 
 
@@ -65,28 +76,27 @@ def main() -> None:
         print(f"{'policy':<44} {'raw p50':>9} {'added p50 [95% CI]':>26} {'added p99':>10}")
         guard = tg.Guard(telemetry=False, use_cases=CATALOG)
         wrapped = guard.wrap(openai_sync_client(base))
-        if True:
-            for name, context, model, messages in scenarios(guard):
-                raw_model = OPENAI_MODEL if model == "auto" else model
+        for name, context, model, messages in scenarios(guard):
+            raw_model = OPENAI_MODEL if model == "auto" else model
 
-                def raw_call(m: list[Any] = messages, rm: str = raw_model) -> int:
-                    raw.chat.completions.create(model=rm, messages=m)
-                    return 1
+            def raw_call(m: list[Any] = messages, rm: str = raw_model) -> int:
+                raw.chat.completions.create(model=rm, messages=m)
+                return 1
 
-                def wrapped_call(m: list[Any] = messages, wm: str = model) -> int:
-                    wrapped.chat.completions.create(model=wm, messages=m)
-                    return 1
+            def wrapped_call(m: list[Any] = messages, wm: str = model) -> int:
+                wrapped.chat.completions.create(model=wm, messages=m)
+                return 1
 
-                with context():
-                    times = time_pairs_sync(raw_call, wrapped_call, plan)
-                s = summarize(name, "policy", times)
-                lo, hi = s.added_p50_ci_us
-                print(
-                    f"{name:<44} {s.raw_p50_us:>9.1f} "
-                    f"{s.added_p50_us:>+9.1f} [{lo:>+7.1f}, {hi:>+7.1f}] {s.added_p99_us:>+10.1f}"
-                )
-                results.append(s.as_dict())
-            guard.close()
+            with context():
+                times = time_pairs_sync(raw_call, wrapped_call, plan)
+            s = summarize(name, "policy", times)
+            lo, hi = s.added_p50_ci_us
+            print(
+                f"{name:<44} {s.raw_p50_us:>9.1f} "
+                f"{s.added_p50_us:>+9.1f} [{lo:>+7.1f}, {hi:>+7.1f}] {s.added_p99_us:>+10.1f}"
+            )
+            results.append(s.as_dict())
+        guard.close()
     finally:
         server.close()
     print(f"\n{plan.rounds} pairs per row; microseconds of client wall time; telemetry off; memory store.")
