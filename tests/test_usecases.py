@@ -238,6 +238,12 @@ def test_policy_file_errors_name_the_key(tmp_path):
     path.write_text('[[routes]]\nfallback = ["x"]\n')
     with pytest.raises(tg.ConfigError, match=r"routes\[0\]\.fallback: unknown key"):
         tg.Guard.from_file(path)
+    path.write_text("[nudges]\nfrequency = 1\n")
+    with pytest.raises(tg.ConfigError, match=r"bad\.toml: nudges: unknown key\(s\) frequency \(known: enabled,"):
+        tg.Guard.from_file(path)
+    path.write_text("[nudges]\nmin_tasks = 0\n")
+    with pytest.raises(tg.ConfigError, match=r"bad\.toml: nudges\.min_tasks must be an int >= 1"):
+        tg.Guard.from_file(path)
 
 
 class TicketIds:

@@ -136,20 +136,6 @@ class _UseCaseTable(BaseModel):
     description: str = ""
 
 
-class _NudgesTable(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    enabled: bool = True
-    smaller_model: bool = True
-    context_length_tokens: int | None = None
-    budget_alert: bool = True
-    interval_s: float = 3600.0
-    min_tasks: int = 20
-    tolerance: float = 0.05
-    min_saving: float = 0.2
-    lookback_days: int = 30
-
-
 class _PolicyFile(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -169,7 +155,7 @@ class _PolicyFile(BaseModel):
     tiers: dict[RiskName, _TierTable] = Field(default_factory=dict)
     default_risk: RiskName | None = None
     sensitive_data: Sensitive = "allow"
-    nudges: _NudgesTable = Field(default_factory=_NudgesTable)
+    nudges: dict[str, Any] = Field(default_factory=dict)  # NudgePolicy(...) checks its keys
 
 
 def _key_path(loc: tuple[int | str, ...]) -> str:
@@ -248,5 +234,5 @@ def load_guard_kwargs(path: Path) -> dict[str, Any]:
         "tiers": tiers,
         "default_risk": policy.default_risk,
         "sensitive_data": policy.sensitive_data,
-        "nudges": policy.nudges.model_dump(),
+        "nudges": policy.nudges,
     }

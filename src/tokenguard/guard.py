@@ -1200,10 +1200,11 @@ def _nudger(nudges: NudgePolicy | Mapping[str, Any] | bool) -> Nudger | None:
     if nudges is True:
         return Nudger(NudgePolicy())
     if isinstance(nudges, Mapping):
-        try:
-            nudges = NudgePolicy(**nudges)
-        except TypeError as exc:
-            raise ConfigError(f"nudges: {exc}") from None
+        known = NudgePolicy.__dataclass_fields__
+        unknown = sorted(set(nudges) - set(known))
+        if unknown:
+            raise ConfigError(f"nudges: unknown key(s) {', '.join(unknown)} (known: {', '.join(known)})")
+        nudges = NudgePolicy(**nudges)
     if not isinstance(nudges, NudgePolicy):
         raise ConfigError(f"nudges must be True, False, a tg.NudgePolicy or a mapping of its fields, got {nudges!r}")
     return Nudger(nudges) if nudges.enabled else None
