@@ -2,18 +2,19 @@
 
     python benchmarks/policy.py [--quick] [--json out.json]
 
-A raw OpenAI client and a wrapped one (telemetry off, memory store, no budgets) alternate call by call
-against the loopback fake server (the method of run.py). Each row runs its calls inside the policy
-it names, set once around the loop (a route, or one long task bound to a use case). The first row
-is the pipeline with no policy in force; the others add to it.
+Each row alternates two calls against the loopback fake server (the pairing method of run.py) and
+reports what the second adds to the first. The first row is the governed pipeline with no policy
+against the raw OpenAI client. Every other row pairs that governed client (no policy) with a
+client of a Guard that has the policy (telemetry off, memory store, no budgets), so it isolates
+the cost of the policy itself from the rest of the pipeline and from the machine's drift. Use-case
+rows run inside one long task, which binds a use case only in the Guard that has the catalog.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import nullcontext
 from typing import Any
 
 from _calls import OPENAI_MESSAGES, OPENAI_MODEL, openai_sync_client
@@ -28,38 +29,26 @@ EMAIL_MESSAGES = [
 ]
 CATALOG = [tg.UseCase("summarize", risk="low"), tg.UseCase("reply", risk="medium")]
 
-
-@contextmanager
-def in_task(guard: tg.Guard, name: str) -> Iterator[None]:
-    with tg.task(name, guard=guard):
-        yield
-
-
-def scenarios(guard: tg.Guard) -> list[tuple[str, Callable[[], AbstractContextManager[Any]], str, list[Any]]]:
-    """(name, context to run the calls in, model asked for, messages)."""
-    return [
-        ("no policy", nullcontext, OPENAI_MODEL, OPENAI_MESSAGES),
-        ("route: model='auto' -> default", lambda: tg.route(default=OPENAI_MODEL), "auto", OPENAI_MESSAGES),
-        (
-            "route: allow-list + downgrade map",
-            lambda: tg.route(allow=["gpt-4o*"], downgrade={"gpt-4o": OPENAI_MODEL}),
-            OPENAI_MODEL,
-            OPENAI_MESSAGES,
-        ),
-        (
-            "route: a fallback (the chain, no failure)",
-            lambda: tg.route(fallbacks=["gpt-4.1-mini"]),
-            OPENAI_MODEL,
-            OPENAI_MESSAGES,
-        ),
-        (
-            "use case low: scan + flag (clean prompt)",
-            lambda: in_task(guard, "summarize"),
-            OPENAI_MODEL,
-            OPENAI_MESSAGES,
-        ),
-        ("use case medium: scan + redact (1 e-mail)", lambda: in_task(guard, "reply"), OPENAI_MODEL, EMAIL_MESSAGES),
-    ]
+# (row, the policy's Guard arguments, task to run in, model asked for, messages)
+ROWS: list[tuple[str, dict[str, Any], str | None, str, list[Any]]] = [
+    ("route: model='auto' -> default", {"routes": [tg.Route(default=OPENAI_MODEL)]}, None, "auto", OPENAI_MESSAGES),
+    (
+        "route: allow-list + downgrade map",
+        {"routes": [tg.Route(allow=["gpt-4o*"], downgrade={"gpt-4o": OPENAI_MODEL})]},
+        None,
+        OPENAI_MODEL,
+        OPENAI_MESSAGES,
+    ),
+    (
+        "route: a fallback (the chain, no failure)",
+        {"routes": [tg.Route(fallbacks=["gpt-4.1-mini"])]},
+        None,
+        OPENAI_MODEL,
+        OPENAI_MESSAGES,
+    ),
+    ("use case low: scan + flag (clean prompt)", {"use_cases": CATALOG}, "summarize", OPENAI_MODEL, OPENAI_MESSAGES),
+    ("use case medium: scan + redact (1 e-mail)", {"use_cases": CATALOG}, "reply", OPENAI_MODEL, EMAIL_MESSAGES),
+]
 
 
 def main() -> None:
@@ -73,30 +62,39 @@ def main() -> None:
     try:
         base = openai_base_url(server)
         raw = openai_sync_client(base)
-        print(f"{'policy':<44} {'raw p50':>9} {'added p50 [95% CI]':>26} {'added p99':>10}")
-        guard = tg.Guard(telemetry=False, use_cases=CATALOG)
-        wrapped = guard.wrap(openai_sync_client(base))
-        for name, context, model, messages in scenarios(guard):
-            raw_model = OPENAI_MODEL if model == "auto" else model
+        baseline = tg.Guard(telemetry=False)
+        governed = baseline.wrap(openai_sync_client(base))
 
-            def raw_call(m: list[Any] = messages, rm: str = raw_model) -> int:
-                raw.chat.completions.create(model=rm, messages=m)
-                return 1
-
-            def wrapped_call(m: list[Any] = messages, wm: str = model) -> int:
-                wrapped.chat.completions.create(model=wm, messages=m)
-                return 1
-
-            with context():
-                times = time_pairs_sync(raw_call, wrapped_call, plan)
+        def row(name: str, first: Any, second: Any) -> None:
+            times = time_pairs_sync(first, second, plan)
             s = summarize(name, "policy", times)
             lo, hi = s.added_p50_ci_us
             print(
-                f"{name:<44} {s.raw_p50_us:>9.1f} "
+                f"{name:<56} {s.raw_p50_us:>9.1f} "
                 f"{s.added_p50_us:>+9.1f} [{lo:>+7.1f}, {hi:>+7.1f}] {s.added_p99_us:>+10.1f}"
             )
             results.append(s.as_dict())
-        guard.close()
+
+        def caller(client: Any, model: str, messages: list[Any]) -> Any:
+            def call() -> int:
+                client.chat.completions.create(model=model, messages=messages)
+                return 1
+
+            return call
+
+        print(f"{'':<56} {'first p50':>9} {'added p50 [95% CI]':>26} {'added p99':>10}")
+        row(
+            "governed, no policy (vs raw client)",
+            caller(raw, OPENAI_MODEL, OPENAI_MESSAGES),
+            caller(governed, OPENAI_MODEL, OPENAI_MESSAGES),
+        )
+        for name, policy, task, model, messages in ROWS:
+            guard = tg.Guard(telemetry=False, **policy)
+            with_policy = guard.wrap(openai_sync_client(base))
+            asked = OPENAI_MODEL if model == "auto" else model
+            with tg.task(task, guard=guard) if task else nullcontext():
+                row(name + " (vs no policy)", caller(governed, asked, messages), caller(with_policy, model, messages))
+            guard.close()
     finally:
         server.close()
     print(f"\n{plan.rounds} pairs per row; microseconds of client wall time; telemetry off; memory store.")
