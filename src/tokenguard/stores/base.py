@@ -10,14 +10,28 @@ backend implements this one interface and passes the same conformance suite
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
-from datetime import datetime
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
 
 from ..budgets import Grant
 from ..records import CallRecord, TaskRecord
 
-__all__ = ["Admission", "CallQuery", "Charge", "Standing", "Store", "TaskQuery"]
+__all__ = [
+    "CALL_FIELDS",
+    "TASK_FIELDS",
+    "Admission",
+    "CallQuery",
+    "CallTotals",
+    "Charge",
+    "Standing",
+    "Store",
+    "TaskQuery",
+    "TaskTotals",
+    "group_key",
+]
 
 BudgetKey = tuple[str, str]
 """(budget name, period window id)"""
@@ -119,6 +133,129 @@ class TaskQuery:
         return self.tags is None or all(t.tags.get(k) == v for k, v in self.tags.items())
 
 
+# -- aggregation (reports) -------------------------------------------------------------------------
+
+BUCKETS = ("day", "week", "month")
+CALL_FIELDS = ("model", "request_model", "provider", "api", "operation", "status", "task", *BUCKETS)
+"""What calls can be grouped by, besides tag keys. ``model`` is the model that billed (the
+response's model, else the requested one); ``task`` is the task's name; ``day`` / ``week``
+(from Monday) / ``month`` are calendar buckets of the call's start, in UTC."""
+TASK_FIELDS = ("task", "outcome", "model", *BUCKETS)
+"""What tasks can be grouped by, besides tag keys. ``model`` is the model that carried most of the
+task's cost (``None`` for a task without priced calls); buckets are of the task's start."""
+
+
+def group_key(key: str, fields: Sequence[str]) -> tuple[str, str]:
+    """``("field", name)`` or ``("tag", key)``; ``"tag:<key>"`` names a tag that shares a field's name."""
+    if key.startswith("tag:"):
+        return ("tag", key[4:])
+    return ("field", key) if key in fields else ("tag", key)
+
+
+def bucket(kind: str, t: datetime) -> str:
+    """The calendar bucket of ``t`` (UTC): ``2026-11-29``, ``2026-11-23`` (the week's Monday), ``2026-11``."""
+    if kind == "month":
+        return f"{t.year:04d}-{t.month:02d}"
+    day = t.date()
+    if kind == "week":
+        day -= timedelta(days=day.weekday())
+    return day.isoformat()
+
+
+@dataclass
+class CallTotals:
+    """The calls of one group: counts, tokens and exact cost. ``key`` holds one value per grouping
+    key, ``None`` where a call does not carry the tag (unattributed)."""
+
+    key: tuple[str | None, ...]
+    calls: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    reasoning_tokens: int = 0
+    cost_usd: Decimal = field(default_factory=Decimal)
+    unpriced_calls: int = 0
+    """Calls with ``cost_usd=None`` (price unknown): counted, never as 0 silently."""
+    error_calls: int = 0
+    blocked_calls: int = 0
+
+    def add(self, r: CallRecord) -> None:
+        self.calls += 1
+        self.input_tokens += r.input_tokens
+        self.output_tokens += r.output_tokens
+        self.cache_read_tokens += r.cache_read_tokens
+        self.cache_write_tokens += r.cache_write_tokens
+        self.reasoning_tokens += r.reasoning_tokens
+        if r.cost_usd is None:
+            self.unpriced_calls += 1
+        else:
+            self.cost_usd += r.cost_usd
+        self.error_calls += r.status == "error"
+        self.blocked_calls += r.status == "blocked"
+
+
+@dataclass
+class TaskTotals:
+    """The finished tasks of one group: outcomes, reviews, and the calls and cost inside them."""
+
+    key: tuple[str | None, ...]
+    tasks: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    reviewed: int = 0
+    accepted: int = 0
+    edit_distance_sum: float = 0.0
+    edit_distance_count: int = 0
+    calls: int = 0
+    cost_usd: Decimal = field(default_factory=Decimal)
+
+    def add(self, t: TaskRecord) -> None:
+        self.tasks += 1
+        self.succeeded += t.outcome == "succeeded"
+        self.failed += t.outcome == "failed"
+        if t.accepted is not None:
+            self.reviewed += 1
+            self.accepted += t.accepted
+        if t.edit_distance is not None:
+            self.edit_distance_sum += t.edit_distance
+            self.edit_distance_count += 1
+        self.calls += t.calls
+        self.cost_usd += t.cost_usd
+
+
+def _call_value(r: CallRecord, key: tuple[str, str]) -> str | None:
+    kind, name = key
+    if kind == "tag":
+        return r.tags.get(name)
+    if name == "model":
+        return r.response_model or r.request_model
+    if name == "task":
+        return r.task_name
+    if name in BUCKETS:
+        return bucket(name, r.time)
+    value = getattr(r, name)
+    return None if value is None else str(value)
+
+
+def _group(
+    items: Iterator[Any],
+    by: Sequence[str],
+    fields: Sequence[str],
+    value: Callable[[Any, tuple[str, str]], str | None],
+    totals: type[Any],
+) -> list[Any]:
+    keys = [group_key(k, fields) for k in by]
+    groups: dict[tuple[str | None, ...], Any] = {}
+    for item in items:
+        k = tuple(value(item, key) for key in keys)
+        g = groups.get(k)
+        if g is None:
+            g = groups[k] = totals(k)
+        g.add(item)
+    return sorted(groups.values(), key=lambda g: tuple((v is None, v or "") for v in g.key))
+
+
 @dataclass(frozen=True)
 class Review:
     """A human review of a task's result."""
@@ -150,6 +287,46 @@ class Store(ABC):
     @abstractmethod
     def tasks(self, query: TaskQuery) -> Iterator[TaskRecord]:
         """Finished tasks matching ``query``, oldest first, with their reviews, calls and cost."""
+
+    # -- aggregation ---------------------------------------------------------------------------
+
+    def call_totals(self, query: CallQuery, by: Sequence[str]) -> list[CallTotals]:
+        """The calls matching ``query``, grouped by ``by`` (tag keys and :data:`CALL_FIELDS`), one
+        :class:`CallTotals` per group sorted by key (unattributed last). The groups add up exactly
+        to the calls matched. This default reads every call; a store may aggregate in place."""
+        return _group(self.calls(query), by, CALL_FIELDS, _call_value, CallTotals)
+
+    def task_totals(self, query: TaskQuery, by: Sequence[str]) -> list[TaskTotals]:
+        """The finished tasks matching ``query``, grouped by ``by`` (tag keys and
+        :data:`TASK_FIELDS`), like :meth:`call_totals`."""
+        keys = [group_key(k, TASK_FIELDS) for k in by]
+        models: dict[str, str] = {}
+        if ("field", "model") in keys:
+            models = self._task_models(query)
+
+        def value(t: TaskRecord, key: tuple[str, str]) -> str | None:
+            kind, name = key
+            if kind == "tag":
+                return t.tags.get(name)
+            if name == "task":
+                return t.name
+            if name == "model":
+                return models.get(t.id)
+            if name in BUCKETS:
+                return bucket(name, t.started_at)
+            return str(getattr(t, name))
+
+        return _group(self.tasks(query), by, TASK_FIELDS, value, TaskTotals)
+
+    def _task_models(self, query: TaskQuery) -> dict[str, str]:
+        """Per task id, the model that carried most of its cost."""
+        costs: dict[str, dict[str, Decimal]] = {}
+        for c in self.calls(CallQuery(since=query.since)):
+            if c.task_id and c.cost_usd:
+                per = costs.setdefault(c.task_id, {})
+                model = c.response_model or c.request_model
+                per[model] = per.get(model, Decimal(0)) + c.cost_usd
+        return {task_id: max(per, key=lambda m: per[m]) for task_id, per in costs.items()}
 
     # -- budgets -------------------------------------------------------------------------------
 
