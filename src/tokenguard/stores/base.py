@@ -10,7 +10,7 @@ backend implements this one interface and passes the same conformance suite
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -208,9 +208,11 @@ class TaskTotals:
     edit_distance_sum: float = 0.0
     edit_distance_count: int = 0
     calls: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
     cost_usd: Decimal = field(default_factory=Decimal)
 
-    def add(self, t: TaskRecord) -> None:
+    def add(self, t: TaskRecord, tokens: tuple[int, int] = (0, 0)) -> None:
         self.tasks += 1
         self.succeeded += t.outcome == "succeeded"
         self.failed += t.outcome == "failed"
@@ -221,6 +223,8 @@ class TaskTotals:
             self.edit_distance_sum += t.edit_distance
             self.edit_distance_count += 1
         self.calls += t.calls
+        self.input_tokens += tokens[0]
+        self.output_tokens += tokens[1]
         self.cost_usd += t.cost_usd
 
 
@@ -238,21 +242,8 @@ def _call_value(r: CallRecord, key: tuple[str, str]) -> str | None:
     return None if value is None else str(value)
 
 
-def _group(
-    items: Iterator[Any],
-    by: Sequence[str],
-    fields: Sequence[str],
-    value: Callable[[Any, tuple[str, str]], str | None],
-    totals: type[Any],
-) -> list[Any]:
-    keys = [group_key(k, fields) for k in by]
-    groups: dict[tuple[str | None, ...], Any] = {}
-    for item in items:
-        k = tuple(value(item, key) for key in keys)
-        g = groups.get(k)
-        if g is None:
-            g = groups[k] = totals(k)
-        g.add(item)
+def _sorted(groups: Mapping[tuple[str | None, ...], Any]) -> list[Any]:
+    """Groups in key order, ``None`` (unattributed) after every value."""
     return sorted(groups.values(), key=lambda g: tuple((v is None, v or "") for v in g.key))
 
 
@@ -294,15 +285,21 @@ class Store(ABC):
         """The calls matching ``query``, grouped by ``by`` (tag keys and :data:`CALL_FIELDS`), one
         :class:`CallTotals` per group sorted by key (unattributed last). The groups add up exactly
         to the calls matched. This default reads every call; a store may aggregate in place."""
-        return _group(self.calls(query), by, CALL_FIELDS, _call_value, CallTotals)
+        keys = [group_key(k, CALL_FIELDS) for k in by]
+        groups: dict[tuple[str | None, ...], CallTotals] = {}
+        for r in self.calls(query):
+            k = tuple(_call_value(r, key) for key in keys)
+            g = groups.get(k)
+            if g is None:
+                g = groups[k] = CallTotals(k)
+            g.add(r)
+        return _sorted(groups)
 
     def task_totals(self, query: TaskQuery, by: Sequence[str]) -> list[TaskTotals]:
         """The finished tasks matching ``query``, grouped by ``by`` (tag keys and
-        :data:`TASK_FIELDS`), like :meth:`call_totals`."""
+        :data:`TASK_FIELDS`), like :meth:`call_totals`; with the tokens of their calls."""
         keys = [group_key(k, TASK_FIELDS) for k in by]
-        models: dict[str, str] = {}
-        if ("field", "model") in keys:
-            models = self._task_models(query)
+        inside = self._task_calls(query)
 
         def value(t: TaskRecord, key: tuple[str, str]) -> str | None:
             kind, name = key
@@ -311,22 +308,38 @@ class Store(ABC):
             if name == "task":
                 return t.name
             if name == "model":
-                return models.get(t.id)
+                return inside[t.id][0] if t.id in inside else None
             if name in BUCKETS:
                 return bucket(name, t.started_at)
             return str(getattr(t, name))
 
-        return _group(self.tasks(query), by, TASK_FIELDS, value, TaskTotals)
+        groups: dict[tuple[str | None, ...], TaskTotals] = {}
+        for t in self.tasks(query):
+            k = tuple(value(t, key) for key in keys)
+            g = groups.get(k)
+            if g is None:
+                g = groups[k] = TaskTotals(k)
+            _, input_tokens, output_tokens = inside.get(t.id, (None, 0, 0))
+            g.add(t, (input_tokens, output_tokens))
+        return _sorted(groups)
 
-    def _task_models(self, query: TaskQuery) -> dict[str, str]:
-        """Per task id, the model that carried most of its cost."""
+    def _task_calls(self, query: TaskQuery) -> dict[str, tuple[str | None, int, int]]:
+        """Per task id: the model that carried most of its cost, and its calls' input and output tokens."""
         costs: dict[str, dict[str, Decimal]] = {}
+        tokens: dict[str, tuple[int, int]] = {}
         for c in self.calls(CallQuery(since=query.since)):
-            if c.task_id and c.cost_usd:
+            if not c.task_id:
+                continue
+            i, o = tokens.get(c.task_id, (0, 0))
+            tokens[c.task_id] = (i + c.input_tokens, o + c.output_tokens)
+            if c.cost_usd:
                 per = costs.setdefault(c.task_id, {})
                 model = c.response_model or c.request_model
                 per[model] = per.get(model, Decimal(0)) + c.cost_usd
-        return {task_id: max(per, key=lambda m: per[m]) for task_id, per in costs.items()}
+        return {
+            task_id: ((max(costs[task_id], key=lambda m: costs[task_id][m]) if task_id in costs else None), i, o)
+            for task_id, (i, o) in tokens.items()
+        }
 
     # -- budgets -------------------------------------------------------------------------------
 
