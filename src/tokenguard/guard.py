@@ -47,6 +47,7 @@ if TYPE_CHECKING:
     from opentelemetry.trace import Span, TracerProvider
 
     from .providers.base import Adapter
+    from .reports import Reports
     from .sensitive import Detector, Scanner
 
 __all__ = ["Call", "Guard", "configure", "default_guard", "wrap"]
@@ -1166,6 +1167,14 @@ class Guard:
         """Every exception granted (active, expired and revoked), oldest first."""
         self._apply_config_grants()
         return self.store.grants(budget)
+
+    @property
+    def reports(self) -> Reports:
+        """Reports over this Guard's ledger: showback and chargeback, outcomes, budgets, the
+        exceptions audit, governance (see :mod:`tokenguard.reports`)."""
+        from .reports import Reports
+
+        return Reports(self)
 
     def close(self) -> None:
         """Release the store's connections and files."""
