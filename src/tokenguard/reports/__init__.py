@@ -23,6 +23,8 @@ from .table import Column, Table, render
 if TYPE_CHECKING:
     from ..budgets import BudgetStatus, Grant
     from ..guard import Guard
+    from .anomalies import AnomalyReport
+    from .leaderboard import Leaderboard
 
 __all__ = [
     "Allocation",
@@ -517,6 +519,33 @@ class Reports:
             for g in grants
         ]
         return ExceptionsReport(rows)
+
+    # -- anomalies and the leaderboard -----------------------------------------------------------
+
+    def anomalies(
+        self,
+        by: Sequence[str] = ("team",),
+        *,
+        bucket: str = "day",
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> AnomalyReport:
+        """Spend spikes and failure bursts against each group's own baseline, and groups with high
+        spend and low success (see :mod:`tokenguard.reports.anomalies`)."""
+        from .anomalies import find_anomalies
+
+        return find_anomalies(
+            self.guard, _check_keys(by, CALL_FIELDS, "anomalies"), bucket=bucket, since=since, until=until
+        )
+
+    def leaderboard(
+        self, by: str = "team", *, since: datetime | None = None, until: datetime | None = None, min_tasks: int = 20
+    ) -> Leaderboard:
+        """Teams, users or workflows ranked by cost per accepted task and quality, never by token
+        volume (see :mod:`tokenguard.reports.leaderboard`)."""
+        from .leaderboard import leaderboard
+
+        return leaderboard(self.guard, by, since=since, until=until, min_tasks=min_tasks)
 
     # -- governance ------------------------------------------------------------------------------
 
