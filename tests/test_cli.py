@@ -128,3 +128,33 @@ def test_every_command_has_help_with_examples(command):
         [sys.executable, "-m", "tokenguard.cli", command, "--help"], capture_output=True, text=True, check=True
     ).stdout
     assert "examples:" in out and f"tokenguard {command}" in out
+
+
+def test_simulate_a_stricter_policy(policy, tmp_path, capsys):
+    stricter = tmp_path / "stricter.toml"
+    stricter.write_text(
+        """
+[[budgets]]
+name = "sales"
+limit_usd = 1
+hard_at = 1.5
+scope = { team = "sales" }
+
+[[routes]]
+scope = { team = "support" }
+allow = ["gpt-4.1-nano"]
+default = "gpt-4.1-nano"
+"""
+    )
+    code, out, _ = run(capsys, "simulate", "--config", str(policy), "--policy", str(stricter), "--format", "json")
+    assert code == 0
+    rows = {(r["section"], r["what"]): r for r in json.loads(out)["rows"]}
+    assert rows[("period", "calls replayed")]["calls"] == 6
+    assert Decimal(rows[("period", "calls replayed")]["usd"]) == Decimal("3.25")
+    # the $2.50 sales call does not fit under a $1.50 cap
+    assert rows[("would refuse", "budget:sales:blocked")]["calls"] == 1
+    # support's three gpt-4o-mini calls go to gpt-4.1-nano ($0.10 per 1M input tokens)
+    assert rows[("would reroute", "allow-list: gpt-4o-mini -> gpt-4.1-nano")]["calls"] == 3
+    assert Decimal(rows[("period", "cost under the new policy")]["usd"]) == Decimal("0.30") + Decimal("0.30")
+    code, _, err = run(capsys, "simulate", "--config", str(policy), "--policy", str(tmp_path / "nope.toml"))
+    assert code == 2 and "does not exist" in err
