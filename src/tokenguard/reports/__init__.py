@@ -129,7 +129,7 @@ class SpendReport:
             values: list[object] = [*key, r.calls, r.input_tokens, r.output_tokens, r.cost_usd]
             if allocating:
                 values += [r.direct_usd, r.allocated_usd]
-            values.append(r.cost_usd / whole if whole else None)
+            values.append(round(float(r.cost_usd / whole), 6) if whole else None)
             if unpriced:
                 values.append(r.unpriced_calls)
             return values
