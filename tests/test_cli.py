@@ -158,3 +158,13 @@ default = "gpt-4.1-nano"
     assert Decimal(rows[("period", "cost under the new policy")]["usd"]) == Decimal("0.30") + Decimal("0.30")
     code, _, err = run(capsys, "simulate", "--config", str(policy), "--policy", str(tmp_path / "nope.toml"))
     assert code == 2 and "does not exist" in err
+
+
+def test_leaderboard_and_anomalies_commands(policy, capsys):
+    code, out, _ = run(capsys, "leaderboard", "--config", str(policy), "--min-tasks", "1", "--format", "json")
+    assert code == 0
+    rows = {r["team"]: r for r in json.loads(out)["rows"]}
+    assert rows["support"]["tasks"] == 3 and rows["support"]["rank"] is None  # no task was reviewed: not ranked
+    assert all(r["rank"] is None for r in rows.values())
+    code, out, _ = run(capsys, "anomalies", "--config", str(policy))
+    assert code == 0 and "no anomalies found" in out  # one day of history is no baseline
