@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import sqlite3
 import subprocess
 import sys
@@ -22,7 +23,7 @@ import tokenguard as tg
 from tokenguard.budgets import Grant, to_nano
 from tokenguard.records import CallRecord, TaskRecord
 from tokenguard.stores import open_store
-from tokenguard.stores.base import CallQuery, Charge, Review, TaskQuery
+from tokenguard.stores.base import CallQuery, Charge, Review, Store, TaskQuery
 from tokenguard.stores.memory import MemoryStore
 from tokenguard.stores.sqlite import APPLICATION_ID, PAGE, SCHEMA_VERSION, SQLiteStore, SQLiteStoreError
 from tokenguard.testing import FakeLLMServer
@@ -267,6 +268,239 @@ def test_a_forked_child_uses_its_own_connection_and_lock(db: Path) -> None:
     store.settle(None, [KEY], 100, record(2), NOW)
     assert store.standing(KEY, NOW).spent_nano == 111
     store.close()
+
+
+# -- reports: aggregation in SQL -------------------------------------------------------------------
+
+ODD_KEYS = {"a.b": "1", 'q"uote': "2", "ünï": "3", "$[0]": "4"}
+
+
+def random_ledger(store: SQLiteStore, seed: int = 7, calls: int = 3000, tasks: int = 300) -> None:
+    """A ledger with every kind of value the aggregations must get right: day, week and month
+    boundaries to the microsecond, tags present and absent (also keys a JSON path cannot name),
+    costs exact to 10^-18 in every Decimal notation, unpriced and zero-cost calls, calls of unknown
+    tasks, tasks without calls, reviews over a task's own verdict, and models tied on cost."""
+    rng = random.Random(seed)
+    start = datetime(2026, 11, 1, tzinfo=timezone.utc)
+    edges = [start + timedelta(days=d) - timedelta(microseconds=m) for d in range(0, 70, 3) for m in (0, 1)]
+
+    def when() -> datetime:
+        if rng.random() < 0.1:
+            return rng.choice(edges)
+        return start + timedelta(microseconds=rng.randrange(70 * 86_400_000_000))
+
+    def cost() -> Decimal | None:
+        roll = rng.random()
+        if roll < 0.05:
+            return None
+        if roll < 0.1:
+            return Decimal(rng.choice(["0", "0.000", "0E-12"]))
+        if roll < 0.4:
+            return Decimal(rng.choice(["0.01", "0.02", "0.005"]))  # few values: ties between models
+        return Decimal(rng.randint(1, 10**6)).scaleb(-rng.randint(3, 18))  # e.g. 1.23E-13
+
+    task_ids = [f"task-{k}" for k in range(tasks)]
+    names = {t: rng.choice(["summarize", "classify", "draft"]) for t in task_ids}
+    models = ["gpt-4o", "gpt-4o-mini", "claude-haiku-4-5", "o4-mini"]
+
+    def tags() -> dict[str, str]:
+        out = {}
+        for key, values in (("team", "abcde"), ("user", "uvwxyz"), ("app", "pq"), ("model", "mn")):
+            if rng.random() < 0.8:
+                out[key] = rng.choice(values)
+        if rng.random() < 0.05:
+            out.update(ODD_KEYS)
+        return out
+
+    for i in range(calls):
+        model = rng.choice(models)
+        task_id = rng.choice(task_ids) if rng.random() < 0.6 else None
+        store.settle(
+            None,
+            (),
+            0,
+            record(
+                i,
+                time=when(),
+                provider="anthropic" if model.startswith("claude") else "openai",
+                api=rng.choice(["chat.completions", "responses", "embeddings"]),
+                operation=rng.choice(["chat", "chat", "embeddings"]),
+                request_model=model,
+                response_model=rng.choice([None, "", model, f"{model}-2026"]),
+                input_tokens=rng.randrange(5000),
+                output_tokens=rng.randrange(500),
+                cache_read_tokens=rng.randrange(100),
+                cache_write_tokens=rng.randrange(50),
+                reasoning_tokens=rng.randrange(30),
+                cost_usd=cost(),
+                tags=tags(),
+                task_id=task_id,
+                task_name=names[task_id] if task_id else None,
+                status=rng.choice(["ok", "ok", "ok", "error", "blocked", "cancelled"]),
+            ),
+            NOW,
+        )
+    for k, task_id in enumerate(task_ids[:20]):  # two models, the same cost, the same microsecond
+        at = start + timedelta(days=k, hours=5)
+        for j, model in enumerate(rng.sample(models, 2)):
+            r = record(calls + 2 * k + j, time=at, request_model=model, response_model=None)
+            store.settle(None, (), 0, r.model_copy(update={"task_id": task_id, "cost_usd": Decimal("0.02")}), NOW)
+    for task_id in task_ids[: tasks - tasks // 10]:  # the rest: calls of tasks never recorded
+        store.append_task(
+            TaskRecord(
+                id=task_id,
+                name=names[task_id],
+                tags=tags(),
+                outcome=rng.choice(["succeeded", "succeeded", "failed", "unknown"]),
+                started_at=when(),  # sometimes after some of its calls: since= then leaves them out
+                accepted=rng.choice([None, None, True, False]),
+                edit_distance=rng.choice([None, rng.random()]),
+            )
+        )
+        if rng.random() < 0.3:
+            store.review_task(
+                task_id,
+                Review(accepted=rng.random() < 0.7, edit_distance=rng.choice([None, rng.random()]), reviewer="qa"),
+            )
+    store.append_task(TaskRecord(id="lonely", name="draft", started_at=start))  # no calls at all
+
+
+def test_sql_aggregation_equals_the_default_on_a_random_ledger(db: Path) -> None:
+    store = SQLiteStore(db)
+    random_ledger(store)
+    mid, late = datetime(2026, 11, 20, tzinfo=timezone.utc), datetime(2026, 12, 20, tzinfo=timezone.utc)
+    call_queries = [
+        CallQuery(),
+        CallQuery(since=mid, until=late),
+        CallQuery(tags={"team": "a"}),
+        CallQuery(tags={"team": "b", "app": "p"}, status="ok"),
+        CallQuery(tags={"a.b": "1", "$[0]": "4"}),
+        CallQuery(model="gpt-4o"),
+        CallQuery(model="gpt-4o-mini-2026", since=mid),
+        CallQuery(status="error"),
+        CallQuery(task_id="task-7"),
+    ]
+    call_bys = [
+        (),
+        ("team",),
+        ("team", "user"),
+        ("model", "day"),
+        ("week",),
+        ("month", "status"),
+        ("tag:model", "request_model"),
+        ("provider", "api", "operation"),
+        ("task", "app"),
+        ("a.b", "$[0]", "week"),
+        ("unknown-tag",),
+    ]
+    for q in call_queries:
+        for by in call_bys:
+            got, expected = store.call_totals(q, by), Store.call_totals(store, q, by)
+            assert got == expected, (q, by)
+            assert [str(t.cost_usd) for t in got] == [str(t.cost_usd) for t in expected], (q, by)
+    task_queries = [
+        TaskQuery(),
+        TaskQuery(since=mid, until=late),
+        TaskQuery(since=mid),
+        TaskQuery(name="summarize"),
+        TaskQuery(tags={"team": "c"}, outcome="succeeded"),
+        TaskQuery(tags={"a.b": "1"}),
+    ]
+    task_bys = [(), ("task",), ("team", "outcome"), ("model",), ("model", "week"), ("tag:model",), ("month", "user")]
+    for tq in task_queries:
+        for by in task_bys:
+            got_tasks, expected_tasks = store.task_totals(tq, by), Store.task_totals(store, tq, by)
+            assert got_tasks == expected_tasks, (tq, by)
+            assert [str(t.cost_usd) for t in got_tasks] == [str(t.cost_usd) for t in expected_tasks], (tq, by)
+    assert sum(t.calls for t in store.call_totals(CallQuery(), ["model"])) == 3040
+    assert len(store.task_totals(TaskQuery(), ["model"])) > 3
+    store.close()
+
+
+def test_keys_sql_cannot_name_and_sqlite_without_json_use_the_default(db: Path) -> None:
+    store = SQLiteStore(db)
+    random_ledger(store, calls=400, tasks=40)
+    for by, tags in [(('q"uote',), None), (("ünï", "team"), None), (("team",), {'q"uote': "2"})]:
+        q = CallQuery(tags=tags)
+        assert store.call_totals(q, by) == Store.call_totals(store, q, by)
+        assert any(t.key[0] is not None for t in store.call_totals(q, by))
+        tq = TaskQuery(tags=tags)
+        assert store.task_totals(tq, by) == Store.task_totals(store, tq, by)
+    store._json = False  # as on a SQLite built without JSON functions
+    assert store.call_totals(CallQuery(), ["team", "day"]) == Store.call_totals(store, CallQuery(), ["team", "day"])
+    assert store.task_totals(TaskQuery(), ["model"]) == Store.task_totals(store, TaskQuery(), ["model"])
+    store.close()
+
+
+def test_a_report_does_not_wait_for_the_lock_of_governed_calls(db: Path) -> None:
+    """Aggregations read on a connection of their own: a call being settled in this process (here:
+    its lock held) does not hold them up, and they do not hold up calls for seconds."""
+    store = SQLiteStore(db)
+    store.settle(None, [KEY], 1, record(0, tags={"team": "b"}), NOW)
+    results: list[object] = []
+    with store._lock:
+        thread = threading.Thread(
+            target=lambda: results.extend(
+                [store.call_totals(CallQuery(), ["team"]), store.task_totals(TaskQuery(), ["model"])]
+            )
+        )
+        thread.start()
+        thread.join(timeout=10)
+        assert not thread.is_alive()
+    [team], tasks = results
+    assert (team.key, team.calls, tasks) == (("b",), 1, [])  # type: ignore[union-attr]
+    store.close()
+
+
+def test_a_forked_child_aggregates_on_its_own_reader(db: Path) -> None:
+    if not hasattr(os, "fork"):
+        pytest.skip("no fork() here")
+    store = SQLiteStore(db)
+    store.settle(None, (), 0, record(0), NOW)
+    assert store.call_totals(CallQuery(), [])[0].calls == 1  # the parent's reader is open
+    with store._reader_lock:  # and busy in another thread when it forks
+        pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        code = 1
+        try:
+            store.settle(None, (), 0, record(1), NOW)
+            code = 0 if store.call_totals(CallQuery(), [])[0].calls == 2 else 2
+            store.close()
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert store.call_totals(CallQuery(), [])[0].calls == 2
+    store.close()
+
+
+def test_schema_2_is_migrated_to_the_covering_task_index(db: Path) -> None:
+    store = SQLiteStore(db)
+    store.settle(None, (), 0, record(0, task_id="t1"), NOW)
+    store.close()
+    conn = sqlite3.connect(db)  # as tokenguard with schema 2 left it
+    conn.executescript(
+        "DROP INDEX calls_task; CREATE INDEX calls_task ON calls (task_id, time_us) WHERE task_id IS NOT NULL;"
+        "PRAGMA user_version = 2;"
+    )
+    conn.close()
+    store = SQLiteStore(db)
+    assert [(t.key, t.calls) for t in store.task_totals(TaskQuery(), [])] == []
+    assert store.call_totals(CallQuery(), ["task"])[0].calls == 1
+    store.close()
+    conn = sqlite3.connect(db)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+    columns = [r[2] for r in conn.execute("PRAGMA index_info(calls_task)")]
+    assert columns == [
+        "task_id",
+        "time_us",
+        "cost_usd",
+        "request_model",
+        "response_model",
+        "input_tokens",
+        "output_tokens",
+    ]
+    conn.close()
 
 
 # -- many processes on one hard budget -------------------------------------------------------------

@@ -36,7 +36,21 @@ from urllib.parse import parse_qsl, unquote
 from ..budgets import Grant, to_nano
 from ..errors import ConfigError, StoreError
 from ..records import CallRecord, TaskRecord
-from .base import Admission, BudgetKey, CallQuery, Charge, Review, Standing, Store, TaskQuery
+from .base import (
+    CALL_FIELDS,
+    TASK_FIELDS,
+    Admission,
+    BudgetKey,
+    CallQuery,
+    CallTotals,
+    Charge,
+    Review,
+    Standing,
+    Store,
+    TaskQuery,
+    TaskTotals,
+    group_key,
+)
 
 __all__ = ["SQLiteStore", "SQLiteStoreError"]
 
@@ -44,7 +58,7 @@ log = logging.getLogger("tokenguard")
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 APPLICATION_ID = 0x746B6775  # "tkgu": marks the file as tokenguard's
 MIN_SQLITE = (3, 24, 0)  # UPSERT
 DEFAULT_TIMEOUT_S = 5.0
@@ -65,9 +79,11 @@ def _after_fork_in_child() -> None:
     connections (each store opens its own on next use)."""
     for store in list(_STORES):
         store._lock = threading.Lock()
-        if store._conn is not None:
-            _ABANDONED.append(store._conn)
-            store._conn = None
+        store._reader_lock = threading.Lock()
+        for conn in (store._conn, store._reader):
+            if conn is not None:
+                _ABANDONED.append(conn)
+        store._conn = store._reader = None
 
 
 if hasattr(os, "register_at_fork"):
@@ -115,7 +131,10 @@ CREATE TABLE IF NOT EXISTS calls (
     nudges TEXT NOT NULL DEFAULT '[]'
 );
 CREATE INDEX IF NOT EXISTS calls_time ON calls (time_us);
-CREATE INDEX IF NOT EXISTS calls_task ON calls (task_id, time_us) WHERE task_id IS NOT NULL;
+-- a task's calls in time order, also covering what reports read of them (cost, model, tokens)
+CREATE INDEX IF NOT EXISTS calls_task
+    ON calls (task_id, time_us, cost_usd, request_model, response_model, input_tokens, output_tokens)
+    WHERE task_id IS NOT NULL;
 CREATE INDEX IF NOT EXISTS calls_request_model ON calls (request_model, time_us);
 CREATE INDEX IF NOT EXISTS calls_response_model ON calls (response_model, time_us);
 
@@ -191,6 +210,9 @@ _MIGRATE_1_TO_2 = (
     "ALTER TABLE calls ADD COLUMN findings TEXT NOT NULL DEFAULT '{}'",
     "ALTER TABLE calls ADD COLUMN nudges TEXT NOT NULL DEFAULT '[]'",
 )
+# Schema 2 -> 3 (reports): the index of a task's calls also covers their cost, model and tokens (it
+# is created again by _SCHEMA).
+_MIGRATE_2_TO_3 = ("DROP INDEX IF EXISTS calls_task",)
 
 _CALL_COLUMNS = (
     "id",
@@ -376,6 +398,63 @@ def _tags_match(tags: Mapping[str, str], wanted: Mapping[str, str]) -> bool:
     return all(tags.get(k) == v for k, v in wanted.items())
 
 
+# -- aggregation (reports) -------------------------------------------------------------------------
+# call_totals / task_totals group and count in SQL; only the money is summed in Python, exactly,
+# from the Decimal texts of each group (group_concat), never from the rounded nano-dollars.
+
+_MODEL = "coalesce(nullif(response_model, ''), request_model)"  # the model that billed
+# The SQL of each field a group can be keyed by. A unary + keeps SQLite from walking an index to
+# get the groups in order (a lookup per row); one scan and a sort is faster.
+_CALL_KEYS = {"model": _MODEL, "request_model": "+request_model", "provider": "provider", "api": "api"}
+_CALL_KEYS |= {"operation": "operation", "status": "status", "task": "+task_name"}
+_TASK_KEYS = {"task": "+t.name", "outcome": "t.outcome", "model": "m.model"}
+_BUCKET_SQL = {
+    "day": "date({s}, 'unixepoch')",
+    "week": "date({s}, 'unixepoch', '-6 days', 'weekday 1')",  # back to the Monday (or today)
+    "month": "strftime('%Y-%m', {s}, 'unixepoch')",
+}
+_ACCEPTED = "CASE WHEN r.task_id IS NULL THEN t.accepted ELSE r.accepted END"  # a review wins
+_EDIT_DISTANCE = "CASE WHEN r.task_id IS NULL THEN t.edit_distance ELSE r.edit_distance END"
+
+
+def _seconds(column: str) -> str:
+    """Whole seconds since the epoch of a µs column, rounded down (SQLite's own conversion of
+    fractional seconds rounds to the millisecond, which would move 23:59:59.9995 to the next day)."""
+    return f"(({column} - (({column} % 1000000) + 1000000) % 1000000) / 1000000)"
+
+
+def _tag_path(key: str) -> str | None:
+    """The JSON path that names tag ``key`` in the ledger's JSON text, or ``None`` for a key that a
+    path may not match as written (quotes, backslashes, control or non-ASCII characters)."""
+    if key.isascii() and key.isprintable() and '"' not in key and "\\" not in key:
+        return f'$."{key}"'
+    return None
+
+
+def _key_sql(
+    key: tuple[str, str], table: str, time_column: str, fields: Mapping[str, str]
+) -> tuple[str, str | None] | None:
+    """The SQL expression of a grouping key (and its JSON path parameter, for a tag), or ``None``
+    when SQL cannot compute it."""
+    kind, name = key
+    if kind == "tag":
+        path = _tag_path(name)
+        return None if path is None else (f"json_extract({table}tags, ?)", path)
+    if name in _BUCKET_SQL:
+        return _BUCKET_SQL[name].format(s=_seconds(f"{table}{time_column}")), None
+    return (fields[name], None) if name in fields else None
+
+
+def _usd(texts: str | None) -> Decimal:
+    """The exact sum of the space-separated Decimal texts of ``group_concat(cost_usd, ' ')``."""
+    return sum(map(Decimal, texts.split()), Decimal(0)) if texts else Decimal(0)
+
+
+def _by_key(group: CallTotals | TaskTotals) -> tuple[tuple[bool, str], ...]:
+    """The order of groups: by key, ``None`` (unattributed) last (as :meth:`Store.call_totals`)."""
+    return tuple((v is None, v or "") for v in group.key)
+
+
 def parse_uri(uri: str) -> tuple[Path, float]:
     """The database path (absolute) and busy timeout of a ``sqlite:///...`` URI, without touching
     the file system. Raises :class:`~tokenguard.ConfigError` naming the URI and the expected forms."""
@@ -444,7 +523,12 @@ class SQLiteStore(Store):
         self._lock = threading.Lock()
         self._conn: sqlite3.Connection | None = None
         self._pid = 0
-        self._json = True  # json_each available (checked on connect)
+        # long reads (aggregations for reports) use a connection of their own, so that governed
+        # calls of this process do not queue behind them (WAL: readers never block the writer)
+        self._reader_lock = threading.Lock()
+        self._reader: sqlite3.Connection | None = None
+        self._reader_pid = 0
+        self._json = True  # JSON functions available (checked on connect)
         _STORES.add(self)
 
     @classmethod
@@ -468,6 +552,18 @@ class SQLiteStore(Store):
             self._conn = None
         conn = self._open()
         self._conn, self._pid = conn, os.getpid()
+        return conn
+
+    def _reader_connection(self) -> sqlite3.Connection:
+        """This process's connection for long reads (callers hold ``self._reader_lock``)."""
+        conn = self._reader
+        if conn is not None and self._reader_pid == os.getpid():
+            return conn
+        if conn is not None:
+            _ABANDONED.append(conn)
+            self._reader = None
+        conn = self._open()
+        self._reader, self._reader_pid = conn, os.getpid()
         return conn
 
     def _open(self) -> sqlite3.Connection:
@@ -524,6 +620,9 @@ class SQLiteStore(Store):
             if current == 1:
                 for statement in _MIGRATE_1_TO_2:
                     conn.execute(statement)
+            if 1 <= current <= 2:
+                for statement in _MIGRATE_2_TO_3:
+                    conn.execute(statement)
             if current < SCHEMA_VERSION:
                 for statement in _SCHEMA.split(";"):
                     if statement.strip():
@@ -535,30 +634,32 @@ class SQLiteStore(Store):
             conn.execute("ROLLBACK")
             raise
 
-    def _error(self, exc: sqlite3.Error, doing: str) -> SQLiteStoreError:
-        """A clear error for a failure of SQLite (which file, what went wrong, what to do)."""
+    def _error(self, exc: sqlite3.Error, doing: str, *, reader: bool = False) -> SQLiteStoreError:
+        """A clear error for a failure of SQLite (which file, what went wrong, what to do); the
+        connection that failed (the reader's if ``reader``) is forgotten after a failure of the file."""
         if isinstance(exc, SQLiteStoreError):
             return exc
+        drop = self._drop_reader if reader else self._drop
         text = str(exc)
         name = getattr(exc, "sqlite_errorname", "")
         where = f"tokenguard's SQLite store {self.path}"
         if "not a database" in text or "malformed" in text or name.startswith(("SQLITE_NOTADB", "SQLITE_CORRUPT")):
             # the file may be replaced (restored): open it again next time
-            self._drop()
+            drop()
             return SQLiteStoreError(
                 f"{where} is not a SQLite database or is corrupt ({text}) while {doing}. Move the file aside "
                 f"(keep it for investigation) so tokenguard starts a new one, restore it from a backup, or "
                 f"point store='sqlite:///...' at another file."
             )
         if "unable to open" in text or name.startswith("SQLITE_CANTOPEN"):
-            self._drop()
+            drop()
             return SQLiteStoreError(
                 f"{where} cannot be opened while {doing}: {self._why_unopenable()} (SQLite: {text}). "
                 f"tokenguard needs to create and write the file, and its -wal and -shm files, in that "
                 f"directory: create the directory, fix its permissions, or choose another path."
             )
         if "readonly" in text or "read-only" in text or name.startswith("SQLITE_READONLY"):
-            self._drop()
+            drop()
             return SQLiteStoreError(
                 f"{where} is read-only ({text}) while {doing}: tokenguard writes the ledger and budgets to it, "
                 f"and its -wal and -shm files next to it. Make the file and its directory writable for this "
@@ -571,7 +672,7 @@ class SQLiteStore(Store):
                 f"or raise the wait with '?timeout=<seconds>' in the store URI."
             )
         if "full" in text or "I/O" in text:
-            self._drop()
+            drop()
         return SQLiteStoreError(f"{where} failed while {doing}: {type(exc).__name__}: {text}")
 
     def _why_unopenable(self) -> str:
@@ -596,6 +697,13 @@ class SQLiteStore(Store):
             with contextlib.suppress(sqlite3.Error):
                 conn.close()
 
+    def _drop_reader(self) -> None:
+        """Forget the reader's connection (callers hold the reader's lock)."""
+        conn, self._reader = self._reader, None
+        if conn is not None and self._reader_pid == os.getpid():
+            with contextlib.suppress(sqlite3.Error):
+                conn.close()
+
     def _run(self, doing: str, fn: Callable[[sqlite3.Connection], T], *, write: bool = False) -> T:
         """Run ``fn`` on this process's connection: as one write transaction taken at its start
         (``BEGIN IMMEDIATE``: what it reads cannot change before it commits, in any thread or
@@ -605,32 +713,52 @@ class SQLiteStore(Store):
         seconds). The few cases where SQLite reports "busy" without waiting (e.g. two processes
         switching a new file to WAL at once) are retried here until the same deadline."""
         with self._lock:
-            deadline = time.monotonic() + self.timeout
-            delay = 1e-3
-            while True:
+            return self._retrying(doing, fn, write=write, reader=False)
+
+    def _read_long(self, doing: str, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn``, a long read (an aggregation), on this process's reader connection, in one
+        read transaction (one snapshot of the file), without holding the lock of the connection
+        that governed calls use. Retried on "busy" like :meth:`_run`."""
+
+        def read(conn: sqlite3.Connection) -> T:
+            conn.execute("BEGIN")
+            try:
+                return fn(conn)
+            finally:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+
+        with self._reader_lock:
+            return self._retrying(doing, read, write=False, reader=True)
+
+    def _retrying(self, doing: str, fn: Callable[[sqlite3.Connection], T], *, write: bool, reader: bool) -> T:
+        """The body of :meth:`_run` and :meth:`_read_long` (callers hold the connection's lock)."""
+        deadline = time.monotonic() + self.timeout
+        delay = 1e-3
+        while True:
+            try:
+                conn = self._reader_connection() if reader else self._connection()
+                if not write:
+                    return fn(conn)
+                conn.execute("BEGIN IMMEDIATE")
                 try:
-                    conn = self._connection()
-                    if not write:
-                        return fn(conn)
-                    conn.execute("BEGIN IMMEDIATE")
-                    try:
-                        result = fn(conn)
-                        conn.execute("COMMIT")
-                    except BaseException:
-                        if conn.in_transaction:
-                            conn.execute("ROLLBACK")
-                        raise
-                    return result
-                except sqlite3.OperationalError as exc:
-                    if not _busy(exc):
-                        raise self._error(exc, doing) from exc
-                    now = time.monotonic()
-                    if now >= deadline:
-                        raise self._error(exc, doing) from exc
-                    time.sleep(min(delay * (0.5 + random.random()), deadline - now))
-                    delay = min(delay * 2, 0.05)
-                except sqlite3.Error as exc:
-                    raise self._error(exc, doing) from exc
+                    result = fn(conn)
+                    conn.execute("COMMIT")
+                except BaseException:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    raise
+                return result
+            except sqlite3.OperationalError as exc:
+                if not _busy(exc):
+                    raise self._error(exc, doing, reader=reader) from exc
+                now = time.monotonic()
+                if now >= deadline:
+                    raise self._error(exc, doing, reader=reader) from exc
+                time.sleep(min(delay * (0.5 + random.random()), deadline - now))
+                delay = min(delay * 2, 0.05)
+            except sqlite3.Error as exc:
+                raise self._error(exc, doing, reader=reader) from exc
 
     def close(self) -> None:
         with self._lock:
@@ -640,15 +768,20 @@ class SQLiteStore(Store):
                     conn.close()
                 else:
                     _ABANDONED.append(conn)
+        with self._reader_lock:
+            conn, self._reader = self._reader, None
+            if conn is not None:
+                if self._reader_pid == os.getpid():
+                    conn.close()
+                else:
+                    _ABANDONED.append(conn)
 
     # -- ledger --------------------------------------------------------------------------------
 
     def calls(self, query: CallQuery) -> Iterator[CallRecord]:
         where: list[str] = []
         params: list[object] = []
-        if query.since is not None:
-            where.append("time_us >= ?")
-            params.append(_us(query.since))
+        since = None if query.since is None else _us(query.since)
         if query.until is not None:
             where.append("time_us < ?")
             params.append(_us(query.until))
@@ -674,9 +807,15 @@ class SQLiteStore(Store):
         def page(conn: sqlite3.Connection, after: tuple[int, int] | None, last: int) -> list[Any]:
             selects: list[str] = []
             args: list[object] = []
+            # The lower bound of time is where the last page ended (SQLite seeks the index with
+            # one lower bound only: with since= too, every page would scan from since again).
+            low = since if after is None else after[0]
             for condition, values in branches:
                 clauses = [*([condition] if condition else []), *where, "seq <= ?"]
                 args += [*values, *params, last]
+                if low is not None:
+                    clauses.append("time_us >= ?")
+                    args.append(low)
                 if after is not None:
                     clauses.append("(time_us, seq) > (?, ?)")
                     args += after
@@ -818,6 +957,219 @@ class SQLiteStore(Store):
                 )
             )
         return iter(result)
+
+    # -- aggregation (reports) -----------------------------------------------------------------
+
+    def call_totals(self, query: CallQuery, by: Sequence[str]) -> list[CallTotals]:
+        """Grouped and counted in SQL (one scan of the matching calls), the money summed exactly in
+        Python per group; the same groups, in the same order, as the default."""
+        keys = [_key_sql(group_key(k, CALL_FIELDS), "", "time_us", _CALL_KEYS) for k in by]
+        where: list[str] = []
+        params: list[object] = []
+        for key in keys:
+            if key is None:
+                return super().call_totals(query, by)
+            if key[1] is not None:
+                params.append(key[1])
+        if query.since is not None:
+            where.append("time_us >= ?")
+            params.append(_us(query.since))
+        if query.until is not None:
+            where.append("time_us < ?")
+            params.append(_us(query.until))
+        if query.model is not None:
+            where.append("(request_model = ? OR response_model = ?)")
+            params += [query.model, query.model]
+        if query.task_id is not None:
+            where.append("task_id = ?")
+            params.append(query.task_id)
+        if query.status is not None:
+            where.append("status = ?")
+            params.append(query.status)
+        for name, value in (query.tags or {}).items():
+            path = _tag_path(name)
+            if path is None:
+                return super().call_totals(query, by)
+            where.append("json_extract(tags, ?) = ?")
+            params += [path, value]
+        n = len(keys)
+        sql = (
+            f"SELECT {''.join(f'{k[0]}, ' for k in keys if k)}count(*), sum(input_tokens), sum(output_tokens), "
+            "sum(cache_read_tokens), sum(cache_write_tokens), sum(reasoning_tokens), group_concat(cost_usd, ' '), "
+            "sum(cost_usd IS NULL), sum(status = 'error'), sum(status = 'blocked') FROM calls"
+            + (f" WHERE {' AND '.join(where)}" if where else "")
+            + (f" GROUP BY {', '.join(str(i + 1) for i in range(n))}" if n else "")
+        )
+
+        def read(conn: sqlite3.Connection) -> list[Any] | None:
+            if not self._json:
+                return None
+            return conn.execute(sql, params).fetchall()
+
+        rows = self._read_long("aggregating the ledger", read)
+        if rows is None:  # no JSON functions in this SQLite
+            return super().call_totals(query, by)
+        groups = [
+            CallTotals(
+                tuple(row[:n]),
+                calls=row[n],
+                input_tokens=row[n + 1],
+                output_tokens=row[n + 2],
+                cache_read_tokens=row[n + 3],
+                cache_write_tokens=row[n + 4],
+                reasoning_tokens=row[n + 5],
+                cost_usd=_usd(row[n + 6]),
+                unpriced_calls=row[n + 7],
+                error_calls=row[n + 8],
+                blocked_calls=row[n + 9],
+            )
+            for row in rows
+            if row[n]  # without GROUP BY, no calls is one row of zeros
+        ]
+        return sorted(groups, key=_by_key)
+
+    def task_totals(self, query: TaskQuery, by: Sequence[str]) -> list[TaskTotals]:
+        """Grouped and counted in SQL, with each task's calls and cost from the calls' index; the
+        money summed exactly in Python, the edit distances summed in the default's order (floats)."""
+        group_keys = [group_key(k, TASK_FIELDS) for k in by]
+        keys = [_key_sql(k, "t.", "started_us", _TASK_KEYS) for k in group_keys]
+        key_params: list[object] = []
+        for key in keys:
+            if key is None:
+                return super().task_totals(query, by)
+            if key[1] is not None:
+                key_params.append(key[1])
+        where: list[str] = []
+        params: list[object] = []
+        if query.since is not None:
+            where.append("t.started_us >= ?")
+            params.append(_us(query.since))
+        if query.until is not None:
+            where.append("t.started_us < ?")
+            params.append(_us(query.until))
+        if query.name is not None:
+            where.append("t.name = ?")
+            params.append(query.name)
+        if query.outcome is not None:
+            where.append("t.outcome = ?")
+            params.append(query.outcome)
+        for name, value in (query.tags or {}).items():
+            path = _tag_path(name)
+            if path is None:
+                return super().task_totals(query, by)
+            where.append("json_extract(t.tags, ?) = ?")
+            params += [path, value]
+        n = len(keys)
+        selected = "".join(f"{k[0]}, " for k in keys if k)
+        group = f" GROUP BY {', '.join(str(i + 1) for i in range(n))}" if n else ""
+        with_model = ("field", "model") in group_keys
+        joins = "FROM tasks AS t LEFT JOIN reviews AS r ON r.task_id = t.id" + (
+            " LEFT JOIN temp.tokenguard_task_models AS m ON m.task_id = t.id" if with_model else ""
+        )
+        # the tasks asked for, as a condition on the calls' task_id
+        of_tasks = (
+            f"task_id IN (SELECT t.id FROM tasks AS t WHERE {' AND '.join(where)})" if where else "task_id IS NOT NULL"
+        )
+        # a task's calls and cost are all its calls; its tokens those since ``since`` (as the default)
+        counted = "task_id != ''" + (" AND time_us >= ?" if query.since is not None else "")
+        since = [] if query.since is None else [_us(query.since)]
+        sql = (
+            "WITH per AS (SELECT task_id, count(*) AS n, group_concat(cost_usd, ' ') AS costs, "
+            f"sum(CASE WHEN {counted} THEN input_tokens ELSE 0 END) AS i, "
+            f"sum(CASE WHEN {counted} THEN output_tokens ELSE 0 END) AS o "
+            f"FROM calls WHERE {of_tasks} GROUP BY task_id) "
+            f"SELECT {selected}count(*), sum(t.outcome = 'succeeded'), sum(t.outcome = 'failed'), "
+            f"sum({_ACCEPTED} IS NOT NULL), sum(CASE WHEN {_ACCEPTED} THEN 1 ELSE 0 END), count({_EDIT_DISTANCE}), "
+            "coalesce(sum(per.n), 0), coalesce(sum(per.i), 0), coalesce(sum(per.o), 0), group_concat(per.costs, ' ') "
+            f"{joins} LEFT JOIN per ON per.task_id = t.id" + (f" WHERE {' AND '.join(where)}" if where else "") + group
+        )
+        reviewed = " AND ".join([*where, f"{_EDIT_DISTANCE} IS NOT NULL"])
+        distances = f"SELECT {selected}{_EDIT_DISTANCE} {joins} WHERE {reviewed} ORDER BY t.started_us, t.seq"
+
+        def read(conn: sqlite3.Connection) -> tuple[list[Any], list[Any]] | None:
+            if not self._json:
+                return None
+            if with_model:
+                models = self._task_models_sql(conn, of_tasks, params, query.since)
+                conn.execute(
+                    "CREATE TEMP TABLE IF NOT EXISTS tokenguard_task_models "
+                    "(task_id TEXT PRIMARY KEY, model TEXT NOT NULL) WITHOUT ROWID"
+                )
+                conn.execute("DELETE FROM temp.tokenguard_task_models")
+                conn.executemany("INSERT INTO temp.tokenguard_task_models VALUES (?, ?)", models.items())
+            rows = conn.execute(sql, [*since, *since, *params, *key_params, *params]).fetchall()
+            edits: list[Any] = []
+            if any(row[n + 5] for row in rows):
+                edits = conn.execute(distances, [*key_params, *params]).fetchall()
+            return rows, edits  # the temporary table goes with the read transaction
+
+        result = self._read_long("aggregating tasks", read)
+        if result is None:  # no JSON functions in this SQLite
+            return super().task_totals(query, by)
+        rows, edits = result
+        # floats: summed one by one in the order of the tasks, as the default does
+        distance: dict[tuple[Any, ...], float] = {}
+        for row in edits:
+            distance[row[:n]] = distance.get(row[:n], 0.0) + row[n]
+        groups = [
+            TaskTotals(
+                tuple(row[:n]),
+                tasks=row[n],
+                succeeded=row[n + 1],
+                failed=row[n + 2],
+                reviewed=row[n + 3],
+                accepted=row[n + 4],
+                edit_distance_sum=distance.get(tuple(row[:n]), 0.0),
+                edit_distance_count=row[n + 5],
+                calls=row[n + 6],
+                input_tokens=row[n + 7],
+                output_tokens=row[n + 8],
+                cost_usd=_usd(row[n + 9]),
+            )
+            for row in rows
+            if row[n]
+        ]
+        return sorted(groups, key=_by_key)
+
+    def _task_models_sql(
+        self, conn: sqlite3.Connection, of_tasks: str, params: list[object], since: datetime | None
+    ) -> dict[str, str]:
+        """Per task id (of the tasks ``of_tasks`` selects), the model that carried most of its cost,
+        exactly as the default (:meth:`Store.task_totals`) chooses it: from the calls since ``since``
+        with a non-zero cost, a tie going to the model whose first such call came first."""
+        where = [of_tasks, "task_id != ''", "cost_usd IS NOT NULL"]
+        args = list(params)
+        if since is not None:
+            where.append("time_us >= ?")
+            args.append(_us(since))
+        rows = conn.execute(
+            f"SELECT task_id, {_MODEL}, group_concat(cost_usd, ' ') FROM calls WHERE {' AND '.join(where)} "
+            "GROUP BY task_id, 2",
+            args,
+        )
+        best: dict[str, str] = {}
+        top: dict[str, Decimal] = {}
+        tied: dict[str, list[str]] = {}
+        for task_id, model, costs in rows:
+            total = _usd(costs)
+            if not total and not any(Decimal(c) for c in costs.split()):
+                continue  # only calls that cost nothing: not a candidate
+            leader = top.get(task_id)
+            if leader is None or total > leader:
+                best[task_id], top[task_id] = model, total
+                tied.pop(task_id, None)
+            elif total == leader:
+                tied.setdefault(task_id, [best[task_id]]).append(model)
+        for task_id, models in tied.items():  # rare: the first of them in the ledger's order wins
+            first = ["task_id = ?", "cost_usd IS NOT NULL", *where[3:]]
+            for model, cost in conn.execute(
+                f"SELECT {_MODEL}, cost_usd FROM calls WHERE {' AND '.join(first)} ORDER BY time_us, seq",
+                [task_id, *args[len(params) :]],
+            ):
+                if model in models and Decimal(cost):
+                    best[task_id] = model
+                    break
+        return best
 
     # -- budgets -------------------------------------------------------------------------------
 
