@@ -63,6 +63,7 @@ def bench(session: nox.Session) -> None:
     session.run("python", "benchmarks/stores.py", *(a for u in uris for a in ("--uri", u)))
     session.run("python", "benchmarks/policy.py", *quick)
     session.run("python", "benchmarks/scan.py", *quick)
+    session.run("python", "benchmarks/reports.py", *quick)
 
 
 @nox.session
