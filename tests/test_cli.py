@@ -168,3 +168,12 @@ def test_leaderboard_and_anomalies_commands(policy, capsys):
     assert all(r["rank"] is None for r in rows.values())
     code, out, _ = run(capsys, "anomalies", "--config", str(policy))
     assert code == 0 and "no anomalies found" in out  # one day of history is no baseline
+
+
+def test_dashboard_command_writes_one_self_contained_file(policy, tmp_path, capsys):
+    out_file = tmp_path / "report.html"
+    code, out, _ = run(capsys, "dashboard", "--config", str(policy), "--out", str(out_file))
+    assert code == 0 and str(out_file) in out
+    html = out_file.read_text()
+    assert html.startswith("<!DOCTYPE html>") and "<svg" in html
+    assert "http://" not in html.replace("http://www.w3.org/2000/svg", "") and "https://" not in html
