@@ -12,7 +12,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
@@ -154,6 +154,7 @@ def group_key(key: str, fields: Sequence[str]) -> tuple[str, str]:
 
 def bucket(kind: str, t: datetime) -> str:
     """The calendar bucket of ``t`` (UTC): ``2026-11-29``, ``2026-11-23`` (the week's Monday), ``2026-11``."""
+    t = t.astimezone(timezone.utc)
     if kind == "month":
         return f"{t.year:04d}-{t.month:02d}"
     day = t.date()
@@ -324,7 +325,8 @@ class Store(ABC):
         return _sorted(groups)
 
     def _task_calls(self, query: TaskQuery) -> dict[str, tuple[str | None, int, int]]:
-        """Per task id: the model that carried most of its cost, and its calls' input and output tokens."""
+        """Per task id: the model that carried most of its cost, and its calls' input and output tokens.
+        (A task's calls start after the task does, so calls since ``query.since`` hold them all.)"""
         costs: dict[str, dict[str, Decimal]] = {}
         tokens: dict[str, tuple[int, int]] = {}
         for c in self.calls(CallQuery(since=query.since)):
