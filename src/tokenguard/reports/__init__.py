@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import ConfigError
 from ..stores.base import CALL_FIELDS, TASK_FIELDS, CallQuery, CallTotals, TaskQuery, TaskTotals
-from .table import Column, Table, render
+from .table import Column, Table, aware, render, window_title
 
 if TYPE_CHECKING:
     from ..budgets import BudgetStatus, Grant
@@ -136,7 +136,7 @@ class SpendReport:
 
         title = f"Spend by {', '.join(self.by)}" + (" (chargeback)" if allocating else "")
         return Table(
-            title=title + _window(self.since, self.until),
+            title=title + window_title(self.since, self.until),
             columns=cols,
             rows=[line(r, r.key) for r in self.rows],
             total=line(self.total, ["TOTAL", *([""] * (len(self.by) - 1))]),
@@ -208,7 +208,7 @@ class OutcomeReport:
             for r in self.rows
         ]
         return Table(
-            title=f"Outcomes by {', '.join(self.by)}" + _window(self.since, self.until),
+            title=f"Outcomes by {', '.join(self.by)}" + window_title(self.since, self.until),
             columns=cols,
             rows=rows,
             notes=["cost_per_success: all the group's cost, failed tasks included, over its successful tasks"],
@@ -352,21 +352,13 @@ class GovernanceReport:
         rows += [["routed", reason, n] for reason, n in sorted(self.routed.items())]
         rows += [["nudges", kind, n] for kind, n in sorted(self.nudges.items())]
         return Table(
-            title="Governance" + _window(self.since, self.until),
+            title="Governance" + window_title(self.since, self.until),
             columns=[Column("area"), Column("what"), Column("count", "int")],
             rows=rows,
             notes=[
                 f"{self.calls:,} calls; downgrades saved ${self.downgrade_savings_usd} against the models asked for"
             ],
         )
-
-
-def _window(since: datetime | None, until: datetime | None) -> str:
-    if since is None and until is None:
-        return ""
-    a = since.isoformat(timespec="seconds") if since else "the start"
-    b = until.isoformat(timespec="seconds") if until else "now"
-    return f", {a} to {b}"
 
 
 class Reports:
@@ -394,7 +386,7 @@ class Reports:
         turn showback into chargeback (see :class:`Allocation`)."""
         by = _check_keys(by, CALL_FIELDS, "spend")
         store = self.guard.store
-        query = CallQuery(since=_aware(since), until=_aware(until), tags=tags, model=model)
+        query = CallQuery(since=aware(since), until=aware(until), tags=tags, model=model)
         totals = {t.key: t for t in store.call_totals(query, by)}
         allocated: dict[tuple[str | None, ...], Decimal] = {}
         notes: list[str] = []
@@ -455,7 +447,7 @@ class Reports:
         (the model that carried most of a task's cost), buckets, tag keys): success and
         acceptance rates, mean edit distance, cost and tokens per successful task."""
         by = _check_keys(by, TASK_FIELDS, "outcomes")
-        query = TaskQuery(since=_aware(since), until=_aware(until), tags=tags)
+        query = TaskQuery(since=aware(since), until=aware(until), tags=tags)
         rows = [_outcome_row(t) for t in self.guard.store.task_totals(query, by)]
         return OutcomeReport(by, query.since, query.until, rows)
 
@@ -463,7 +455,7 @@ class Reports:
 
     def budgets(self, now: datetime | None = None) -> BudgetReport:
         """Every budget's current period, with the spend projected to its end at the rate so far."""
-        now = _aware(now) or datetime.now(timezone.utc)
+        now = aware(now) or datetime.now(timezone.utc)
         rows = []
         for s in self.guard.budget_status():
             projected = None
@@ -477,7 +469,7 @@ class Reports:
 
     def exceptions(self, budget: str | None = None, now: datetime | None = None) -> ExceptionsReport:
         """Every exception granted, with how much of it the budget's spend used."""
-        now = _aware(now) or datetime.now(timezone.utc)
+        now = aware(now) or datetime.now(timezone.utc)
         guard = self.guard
         grants = guard.exceptions(budget)
         used: dict[str, Decimal] = {}
@@ -588,12 +580,6 @@ class Reports:
             for kind in r.nudges:
                 nudges[kind] = nudges.get(kind, 0) + 1
         return GovernanceReport(since, until, calls, sensitive, blocked, unapproved, routed, savings, nudges)
-
-
-def _aware(value: datetime | None) -> datetime | None:
-    if value is not None and value.tzinfo is None:
-        raise ValueError(f"report times must be timezone-aware (e.g. datetime.now(timezone.utc)), got {value!r}")
-    return value
 
 
 def _outcome_row(t: TaskTotals) -> OutcomeRow:

@@ -59,7 +59,7 @@ from typing import TYPE_CHECKING, Literal
 from ..errors import ConfigError
 from ..stores.base import BUCKETS, CALL_FIELDS, TASK_FIELDS, CallQuery, CallTotals, TaskQuery, group_key
 from .leaderboard import wilson_interval
-from .table import Column, Table
+from .table import Column, Table, aware, window_title
 
 if TYPE_CHECKING:
     from ..guard import Guard
@@ -139,7 +139,7 @@ class AnomalyReport:
         ]
         title = f"Anomalies by {', '.join(self.by) or 'all calls'} per {self.bucket}"
         return Table(
-            title=title + _window(self.since, self.until),
+            title=title + window_title(self.since, self.until),
             columns=cols,
             rows=rows,
             notes=[
@@ -201,7 +201,7 @@ def find_anomalies(
         raise ConfigError(f"anomalies: threshold must be a number > 0, got {threshold!r}")
     if isinstance(min_history, bool) or not isinstance(min_history, int) or min_history < 3:
         raise ConfigError(f"anomalies: min_history must be an integer >= 3, got {min_history!r}")
-    since, until = _aware(since), _aware(until)
+    since, until = aware(since), aware(until)
     store = guard.store
 
     series: dict[tuple[str | None, ...], list[tuple[str, CallTotals]]] = {}
@@ -356,17 +356,3 @@ def _check_by(by: Sequence[str]) -> tuple[str, ...]:
         if k in BUCKETS:
             raise ConfigError(f"anomalies: {k!r} is a time bucket; pass it as bucket={k!r}, not in by")
     return keys
-
-
-def _aware(value: datetime | None) -> datetime | None:
-    if value is not None and value.tzinfo is None:
-        raise ValueError(f"report times must be timezone-aware (e.g. datetime.now(timezone.utc)), got {value!r}")
-    return value
-
-
-def _window(since: datetime | None, until: datetime | None) -> str:
-    if since is None and until is None:
-        return ""
-    a = since.isoformat(timespec="seconds") if since else "the start"
-    b = until.isoformat(timespec="seconds") if until else "now"
-    return f", {a} to {b}"

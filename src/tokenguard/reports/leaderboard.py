@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import ConfigError
 from ..stores.base import CALL_FIELDS, TASK_FIELDS, CallQuery, CallTotals, TaskQuery, TaskTotals, group_key
-from .table import Column, Table
+from .table import Column, Table, aware, window_title
 
 if TYPE_CHECKING:
     from ..guard import Guard
@@ -166,7 +166,7 @@ class Leaderboard:
                 ]
             )
         return Table(
-            title=f"Leaderboard by {self.by}" + _window(self.since, self.until),
+            title=f"Leaderboard by {self.by}" + window_title(self.since, self.until),
             columns=cols,
             rows=rows,
             notes=[
@@ -201,7 +201,7 @@ def leaderboard(
     by = _check_by(by)
     if isinstance(min_tasks, bool) or not isinstance(min_tasks, int) or min_tasks < 1:
         raise ConfigError(f"leaderboard: min_tasks must be an integer >= 1, got {min_tasks!r}")
-    since, until = _aware(since), _aware(until)
+    since, until = aware(since), aware(until)
     store = guard.store
     task_totals: dict[str | None, TaskTotals] = {
         t.key[0]: t for t in store.task_totals(TaskQuery(since=since, until=until), [by])
@@ -312,17 +312,3 @@ def _outage_refusals(blocked: Iterable[CallRecord], by: str) -> dict[str | None,
             value = r.task_name if kind == "field" else r.tags.get(name)
             counts[value] = counts.get(value, 0) + 1
     return counts
-
-
-def _aware(value: datetime | None) -> datetime | None:
-    if value is not None and value.tzinfo is None:
-        raise ValueError(f"report times must be timezone-aware (e.g. datetime.now(timezone.utc)), got {value!r}")
-    return value
-
-
-def _window(since: datetime | None, until: datetime | None) -> str:
-    if since is None and until is None:
-        return ""
-    a = since.isoformat(timespec="seconds") if since else "the start"
-    b = until.isoformat(timespec="seconds") if until else "now"
-    return f", {a} to {b}"

@@ -11,10 +11,11 @@ import io
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import Decimal
 from typing import Any, Literal
 
-__all__ = ["Column", "Table", "render"]
+__all__ = ["Column", "Table", "aware", "render", "window_title"]
 
 Kind = Literal["text", "int", "usd", "pct", "float"]
 Format = Literal["table", "csv", "json"]
@@ -40,6 +41,22 @@ class Table:
     def records(self) -> list[dict[str, Any]]:
         """The rows as ``{column: value}`` mappings (the JSON shape)."""
         return [dict(zip((c.name for c in self.columns), row, strict=True)) for row in self.rows]
+
+
+def aware(value: datetime | None) -> datetime | None:
+    """A report's time bound, checked: timezone-aware, as everywhere in tokenguard."""
+    if value is not None and value.tzinfo is None:
+        raise ValueError(f"report times must be timezone-aware (e.g. datetime.now(timezone.utc)), got {value!r}")
+    return value
+
+
+def window_title(since: datetime | None, until: datetime | None) -> str:
+    """``", <since> to <until>"`` for a report's title (empty for all time)."""
+    if since is None and until is None:
+        return ""
+    a = since.isoformat(timespec="seconds") if since else "the start"
+    b = until.isoformat(timespec="seconds") if until else "now"
+    return f", {a} to {b}"
 
 
 def _cell(value: Any, kind: Kind) -> str:
