@@ -11,7 +11,7 @@ with some secrets and personal data planted in them (about one per 2 KB). It pri
 * MB/s of the built-in scanner over the whole corpus, one ``scan()`` per document (MB = 10^6 bytes
   of UTF-8), and of each built-in detector alone (``Scanner([detector])``);
 * for typical prompt sizes (1 KB, 10 KB, 100 KB of the same mix) the median microseconds per
-  ``scan()`` over repeated runs.
+  ``scan()`` over repeated runs, and for a 100-byte prompt with nothing sensitive in it.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from tokenguard.sensitive import Scanner, builtin_detectors
 
 SEED = 20240607
+CLEAN_PROMPT = "Please summarise the quarterly revenue forecast for the team and list the open support tickets, now."
 
 # --------------------------------------------------------------------------------------------
 # The corpus
@@ -318,6 +319,19 @@ def main(argv: list[str] | None = None) -> int:
         us = statistics.median(times)
         per[f"{n // 1000} KB"] = round(us, 1)
         print(f"{n // 1000:>3} KB{'':<6}  {us:>20.1f}  {n / us:>8.1f}")
+    # A short prompt with nothing sensitive in it (the Guard scans every prompt of a governed call):
+    # what a scan costs when the prefilter finds none of the detectors' triggers. Timed in batches,
+    # each scan being too short for a timer of its own.
+    batch = 2000 // (4 if args.quick else 1)
+    runs = []
+    for _ in range(7):
+        t0 = time.perf_counter()
+        for _ in range(batch):
+            full.scan(CLEAN_PROMPT)
+        runs.append((time.perf_counter() - t0) / batch * 1e6)
+    us = statistics.median(runs)
+    per["100 B clean"] = round(us, 2)
+    print(f"{'100 B clean':<12}  {us:>20.2f}  {len(CLEAN_PROMPT) / us:>8.1f}")
     results["us_per_scan"] = per
 
     if args.json:

@@ -11,17 +11,21 @@ import base64
 import copy
 import json
 import os
+import random
+import re
+import string
 import subprocess
 import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import pytest
 
 import tokenguard as tg
+from tokenguard import sensitive as S
 from tokenguard.errors import ConfigError
 from tokenguard.sensitive import (
     BUILTIN_KINDS,
@@ -820,6 +824,165 @@ def test_corpus_values_occur_in_their_texts() -> None:
         for e in row["expect"]:  # type: ignore[attr-defined]
             assert e["kind"] in BUILTIN_KINDS
             assert e["value"] in row["text"]  # type: ignore[operator]
+
+
+# --------------------------------------------------------------------------------------------
+# the fast paths: each must find exactly what the plain way finds
+
+# Pieces of texts: values of every kind, near misses, the characters and strings the prefilter tests,
+# separators, digits of other scripts, characters that lower-case oddly ("K" Kelvin sign, "İ").
+PIECES = (
+    "sk-proj-", "sk-ant-api03-", "sk-", OPENAI, ANTHROPIC, GITHUB, AWS_ID, AWS_SECRET, JWT, "eyJ", "AKIA",
+    "ghp_", "github_pat_", "xoxb-", "xoxb-1234-5678-abcdEFGHijkl", "AIza", "sk_live_", "rk_live_",
+    "https://hooks.slack.com/services/T0123ABCD/B0123ABCD/", "-----BEGIN PRIVATE KEY-----\n", PEM_BODY,
+    "\n-----END PRIVATE KEY-----", "a@b.co", "jane.doe@example.com", "mailto:", "git@github.com:org/x.git",
+    "+1 415-555-0132", "(415) 555-0132", "415.555.0132", "1-800-555-0199", "020 7946 0958", "06 12 34 56 78",
+    "4111 1111 1111 1111", "378282246310005", "3782 822463 10005", "2024 ", "GB82 WEST 1234 5698 7654 32",
+    "DE89370400440532013000", "078-05-1120", "SSN: ", "536221234", "10.0.0.1", "256.1.1.1", "version ",
+    "Chrome/120.0.0.0", "::1", "2001:db8::8a2e:370:7334", "std::vector", "12:30:45", "password = ", "token: ",
+    '"secret": "', "Authorization: Bearer ", "aws_secret_access_key = ", "\u212aEY=", "\u0130", "\u0663\u0664",
+    " 01 \u0662\u0663\u0664\u0665\u0666\u0667\u0668 ", "é", "中文", "@", ".", ":", "=", "-", "_", "/", "+", "(",
+    "J", "A", " ", "\n", '"', "'", ",",
+)  # fmt: skip
+ALPHABETS = (string.ascii_letters + string.digits, string.digits + " -.", "0123456789abcdef:", string.printable)
+
+
+def random_texts(n: int, seed: int) -> list[str]:
+    rng = random.Random(seed)
+    texts = []
+    for _ in range(n):
+        parts = []
+        for _ in range(rng.randint(1, 30)):
+            if rng.random() < 0.6:
+                parts.append(rng.choice(PIECES))
+            else:
+                parts.append("".join(rng.choices(rng.choice(ALPHABETS), k=rng.randint(1, 40))))
+        texts.append("".join(parts))
+    return texts
+
+
+class Unfiltered:
+    """A built-in detector without its ``_requires``: the scanner calls it on every text."""
+
+    def __init__(self, detector: Detector) -> None:
+        self.name = detector.name
+        self.kinds = detector.kinds
+        self.priority = getattr(detector, "priority", 50)
+        self.find = detector.find
+
+
+def test_the_prefilter_never_hides_a_finding() -> None:
+    # Texts of every length around the prefilter's short-text limit (where it tests strings and digit
+    # counts as well as characters), the labelled corpus, and each of them padded past the limit.
+    texts = random_texts(3000, seed=1) + [str(row["text"]) for row in load_corpus()]
+    texts += [t + " pad" * (S._SHORT_TEXT // 4) for t in texts[::10]]
+    assert any(len(t) <= S._SHORT_TEXT for t in texts) and any(len(t) > S._SHORT_TEXT for t in texts)
+    filtered = Scanner()
+    unfiltered = Scanner([Unfiltered(d) for d in builtin_detectors()])
+    kinds: Counter[str] = Counter()
+    for text in texts:
+        findings = filtered.scan(text)
+        assert findings == unfiltered.scan(text), text
+        kinds.update(f.detector for f in findings)
+    # (The texts do exercise every detector.)
+    assert set(kinds) == {d.name for d in builtin_detectors()}
+
+
+def test_the_prefilter_calls_only_the_detectors_whose_triggers_are_there() -> None:
+    called: list[str] = []
+
+    def recorded(detector: Detector) -> Detector:
+        find = detector.find
+
+        def find_and_record(text: str) -> Iterable[Finding]:
+            called.append(detector.name)
+            return find(text)
+
+        detector.find = find_and_record  # type: ignore[method-assign]
+        return detector
+
+    scanner = Scanner([recorded(d) for d in builtin_detectors()])
+
+    def calls(text: str) -> list[str]:
+        called.clear()
+        scanner.scan(text)
+        return called
+
+    assert calls("Please summarise the quarterly forecast for the team and list the open tickets.") == []
+    assert calls("Summarize this article in 3 bullet points.") == []  # one digit: no number format fits
+    assert calls("Translate to French: see you tomorrow at the station.") == []  # no secret word
+    assert calls("Write to a@example.com today.") == ["email"]
+    assert calls("The key = Zx9kLm2Qw8rTy5vB3nM1") == ["aws_secret_key", "iban_mod97", "secret_assignment"]
+    # Of the vendor formats, only the one whose prefix is there ("sk-", not "sk-ant-" or "k_live_").
+    assert calls(f"use {OPENAI} now") == ["openai_key", "iban_mod97", "us_ssn", "phone"]
+    assert calls("card 4111 1111 1111 1111") == ["iban_mod97", "luhn_card", "us_ssn", "phone"]
+    assert calls("call +1 415 555 0132") == ["iban_mod97", "us_ssn", "phone"]  # 11 digits: not a card
+    # Past the short-text limit only characters are tested: any text with a "-" calls the "-" detectors.
+    long = "a - b " * S._SHORT_TEXT
+    assert calls(long) == ["pem_private_key", "openai_key", "anthropic_key", "slack_token"]
+
+    # Other detectors always run, whatever attributes they have.
+    class Custom(EmployeeIds):
+        _requires = (1,)
+
+    assert [f.detector for f in Scanner([Custom()]).scan("EMP-123456")] == ["employee_id"]
+
+
+def test_shared_and_rare_literal_searches_find_what_finditer_finds() -> None:
+    texts = random_texts(1500, seed=2)
+    texts += [f"https://hooks.slack.com/services/T0123ABCD/B0123ABCD/{'aB3x' * i}" for i in range(3, 6)]
+    webhook = next(d for d in builtin_detectors() if d.name == "slack_webhook")._regexes[0][0]  # type: ignore[attr-defined]
+    # Vendor formats that start with the same letter share one pass (_vendor_families).
+    families = S._vendor_families()
+    assert set(families) == {"k", "A", "g"}
+    for text in texts:
+        for _, members in families.values():
+            for regex in members:
+                expected = [m.span() for m in regex.finditer(text)]
+                assert [m.span() for m in S._family_matches(regex, text)] == expected, (regex.pattern, text)
+                S._local.derived = None
+        # The colons are searched once for IPv6 candidates and for assignments.
+        derived = S._Derived(text)
+        assert derived.colons == (
+            [m.span() for m in S._IPV6_HINT.finditer(text)],
+            [m.span() for m in S._ASSIGN_COLON.finditer(text)],
+        ), text
+        # Regexes that start with a rare character or a long string are searched from its occurrences.
+        for regex, literal in ((S._EMAIL_AT, "@"), (S._PHONE_INTL, "+"), (S._JWT, "J"), (webhook, ".slack.com/")):
+            expected = [m.span() for m in regex.finditer(text)]
+            assert [m.span() for m in S._finditer_rare(regex, literal, text)] == expected
+
+
+def test_the_number_formats_regex_finds_what_the_two_it_replaced_found() -> None:
+    # The number formats regex spells out each separator, tells the formats apart by length and finds
+    # "(415) 555-0132" too; these are the regex with groups and back-references, and the phone
+    # detector's own regex for the one in parentheses, that it replaced.
+    grouped = re.compile(
+        r"""000(?<![0Aa]000)(?:
+            (?P<ssn>(?P<s1>[- ])00(?P=s1)0000)
+          | (?P<nanp>(?P<s2>[-. ])000(?P=s2)0000)
+          | 0(?:0{9,15}|(?P<s3>[ -])(?:0000(?P=s3)0000(?:(?P=s3)0{1,4}){0,2}|000000(?P=s3)0{4,5}))
+          | (?P<nine>000000)(?!0)
+        )""",
+        re.VERBOSE,
+    )
+    paren = re.compile(r"\(000\)[ .-]?000[ .-]0000")
+    pieces = (
+        "000-00-0000", "000 00 0000", "000-000-0000", "000.000.0000", "000 000 0000", "(000) 000-0000",
+        "(000)000.0000", "(000)-000 0000", "0000 0000 0000 0000", "0000-0000-0000-000", "0000000000000",
+        "0000 000000 00000", "000000000", "0", "00", "000", " ", "-", ".", "a", "A", "(", ")",
+    )  # fmt: skip
+    rng = random.Random(3)
+    for _ in range(5000):
+        shape = "".join(rng.choices(pieces, k=rng.randint(1, 12)))
+        expected: dict[str, list[tuple[int, int, str]]] = {"ssn": [], "nanp": [], "card": [], "nine": [], "paren": []}
+        for m in grouped.finditer(shape):
+            kind = {"ssn": "ssn", "nanp": "nanp", "nine": "nine"}.get(m.lastgroup or "", "card")
+            expected[kind].append((m.start(), m.end(), m.group("s1") or m.group("s2") or m.group("s3") or ""))
+        expected["paren"] = [(m.start() + 1, m.end(), ")") for m in paren.finditer(shape)]
+        derived = S._Derived(shape)
+        derived._shape = shape
+        assert derived.numbers == expected, shape
 
 
 # --------------------------------------------------------------------------------------------

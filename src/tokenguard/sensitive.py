@@ -27,7 +27,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from itertools import islice
+from itertools import islice, repeat
 from operator import attrgetter
 from typing import Any, Protocol
 
@@ -105,14 +105,14 @@ def _is_word(ch: str) -> bool:
 
 
 # c * log2(c) for the character counts of a value (at most 512 characters long: _QUOTED_VALUE).
-_C_LOG2_C = tuple(c * math.log2(c) if c else 0.0 for c in range(513))
+# (A list: map calls a list's bound __getitem__ about twice as quickly as a tuple's.)
+_C_LOG2_C = [c * math.log2(c) if c else 0.0 for c in range(513)]
 
 
-def _entropy(value: str) -> float:
-    """Shannon entropy of ``value`` (at most 512 characters) in bits per character:
-    log2(n) - sum(c * log2(c)) / n over the counts c of its characters."""
-    n = len(value)
-    return math.log2(n) - sum(map(_C_LOG2_C.__getitem__, Counter(value).values())) / n
+def _entropy(counts: Iterable[int], n: int) -> float:
+    """Shannon entropy in bits per character of a string of ``n`` characters (at most 512) that has
+    each of its characters ``counts`` times: log2(n) - sum(c * log2(c)) / n."""
+    return math.log2(n) - sum(map(_C_LOG2_C.__getitem__, counts)) / n
 
 
 # The "shape" of a text: every ASCII digit becomes "0", every ASCII letter "A" or "a" ("_" too), any
@@ -126,31 +126,41 @@ _SHAPE_TABLE = bytes.maketrans(
 
 
 # Number formats in the shape, in one regex that starts with the literal "000": 078-05-1120 (SSN),
-# 415-555-0132 (NANP phone), 4111 1111 1111 1111 / 378282246310005 / 3782 822463 10005 (cards).
+# 415-555-0132 and (415) 555-0132 (NANP phone), 4111 1111 1111 1111 / 378282246310005 /
+# 3782 822463 10005 (cards).
+# Each separator is spelled out (no groups or back-references), so that every branch starts with a
+# literal: the engine then rejects a branch on its first character, a third faster on text full of
+# digits (logs, code). The branches have distinct lengths, which tell them apart (_NUMBER_KINDS),
+# except the "(415)" one. That one is found from the "000" after the "(" (the regex tries there
+# anyway, so it costs no pass of its own) and takes no more than "000)": the rest is looked at
+# ahead, since its last four digits may begin a card that the search must still find.
 _NUMBERS = re.compile(
     r"""000(?<![0Aa]000)(?:   # (not from inside a longer run of digits or a word)
-        (?P<ssn>(?P<s1>[- ])00(?P=s1)0000)
-      | (?P<nanp>(?P<s2>[-. ])000(?P=s2)0000)
-      | 0(?:0{9,15}|(?P<s3>[ -])(?:0000(?P=s3)0000(?:(?P=s3)0{1,4}){0,2}|000000(?P=s3)0{4,5}))
-      | (?P<nine>000000)(?!0)   # nine digits alone: an SSN after a cue word
+        -00-0000 | \ 00\ 0000                         # SSN: 11 characters
+      | -000-0000 | \.000\.0000 | \ 000\ 0000        # NANP: 12
+      | 0(?:0{9,15}                                    # cards: 13 or more
+           | \ 0000\ 0000(?:\ 0{1,4}){0,2} | -0000-0000(?:-0{1,4}){0,2}
+           | \ 000000\ 0{4,5} | -000000-0{4,5})
+      | 000000(?!0)                                    # 9: nine digits alone, an SSN after a cue word
+      | \)(?<=\(000\))(?=([\ .-]?000[\ .-]0000))        # NANP in parentheses: "000)", then group 1
     )""",
     re.VERBOSE,
 )
-
-
-_NUMBER_KINDS = {"ssn": "ssn", "nanp": "nanp", "nine": "nine"}
+_NUMBER_KINDS = {9: "nine", 11: "ssn", 12: "nanp"}  # by length; longer ones are cards
 
 
 class _Derived:
     """Views of one text that several detectors use, each computed at most once per scan."""
 
-    __slots__ = ("_numbers", "_shape", "assignments", "text")
+    __slots__ = ("_colons", "_families", "_numbers", "_shape", "assignments", "text")
 
     def __init__(self, text: str) -> None:
         self.text = text
         self._shape: str | None = None
         self.assignments: list[tuple[str, int, int]] | None = None
         self._numbers: dict[str, list[tuple[int, int, str]]] | None = None
+        self._families: dict[str, list[int]] = {}
+        self._colons: tuple[list[tuple[int, int]], list[tuple[int, int]]] | None = None
 
     @property
     def shape(self) -> str:
@@ -162,14 +172,44 @@ class _Derived:
     @property
     def numbers(self) -> dict[str, list[tuple[int, int, str]]]:
         """SSN-, NANP phone- and card-shaped candidates ``(start, end, separator)``, found in one pass
-        over the shape (their detectors check boundaries and validate)."""
+        over the shape (their detectors check boundaries and validate). A "paren" one, (415) 555-0132,
+        starts after its "(" and has ")" as its separator."""
         if self._numbers is None:
-            found: dict[str, list[tuple[int, int, str]]] = {"ssn": [], "nanp": [], "card": [], "nine": []}
+            found: dict[str, list[tuple[int, int, str]]] = {"ssn": [], "nanp": [], "card": [], "nine": [], "paren": []}
             for m in _NUMBERS.finditer(self.shape):
-                kind = _NUMBER_KINDS.get(m.lastgroup or "", "card")  # (the card branch has no name)
-                found[kind].append((m.start(), m.end(), m.group("s1") or m.group("s2") or m.group("s3") or ""))
+                start, end = m.span()
+                # The separator is the first character that is not a digit ("" for digits alone).
+                sep = m.group().lstrip("0")[:1]
+                if sep == ")":
+                    found["paren"].append((start, m.end(1), sep))
+                else:
+                    found[_NUMBER_KINDS.get(end - start, "card")].append((start, end, sep))
             self._numbers = found
         return self._numbers
+
+    @property
+    def colons(self) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+        """The spans of the matches of _IPV6_HINT and of _ASSIGN_COLON, as each one's finditer finds
+        them, from one pass over the text (_colons)."""
+        if self._colons is None:
+            ipv6: list[tuple[int, int]] = []
+            assign: list[tuple[int, int]] = []
+            ipv6_end = 0
+            for m in _colons().finditer(self.text):
+                if m.lastgroup == "assign":
+                    assign.append((m.start(), m.end("assign")))
+                elif m.start() >= ipv6_end:  # (finditer goes on from the end of a match, so must this)
+                    ipv6_end = m.end("ipv6")
+                    ipv6.append((m.start(), ipv6_end))
+            self._colons = (ipv6, assign)
+        return self._colons
+
+    def family_hits(self, letter: str) -> list[int]:
+        """Where the regex of a family of vendor formats (_vendor_families) matches: one pass for all."""
+        hits = self._families.get(letter)
+        if hits is None:
+            hits = self._families[letter] = [m.start() for m in _vendor_families()[letter][0].finditer(self.text)]
+        return hits
 
 
 # One entry per thread, for the text being scanned; Scanner.scan drops it when done, so no text is
@@ -185,36 +225,69 @@ def _derived(text: str) -> _Derived:
     return d
 
 
-# The prefilter. Each built-in detector declares in ``_requires`` characters its ``find`` cannot do
-# without: a tuple of groups, each a string of characters of which the text must hold at least one
-# (the literal its regex starts with, the "@" of an address, a digit for the number formats). A text
-# that lacks a group cannot give that detector a finding, so the scanner does not call it (see
-# ``Scanner.scan``): a prompt with nothing sensitive in it usually calls few detectors or none.
-# ``ch in text`` is a memchr: a few ns for a short text and still cheap for a long one, so the tests
-# are written out one by one below (a loop or map over the characters costs 2-3 times as much).
-# Each character has a bit; the ten digits share one.
-_T_AT, _T_DOT, _T_COLON, _T_EQUALS, _T_DASH, _T_UNDERSCORE, _T_SLASH, _T_PLUS, _T_J, _T_A, _T_DIGIT = (
-    1 << i for i in range(11)
-)
-_TRIGGER_BITS: dict[str, int] = {
-    "@": _T_AT,
-    ".": _T_DOT,
-    ":": _T_COLON,
-    "=": _T_EQUALS,
-    "-": _T_DASH,
-    "_": _T_UNDERSCORE,
-    "/": _T_SLASH,
-    "+": _T_PLUS,
-    "J": _T_J,
-    "A": _T_A,
-    **dict.fromkeys("0123456789", _T_DIGIT),
-}
-_ANY_DIGIT = "0123456789"
+# The prefilter. Each built-in detector declares in ``_requires`` what its ``find`` cannot do without:
+# a tuple of masks of the trigger bits below, each mask a group of which the text must have at least
+# one (the literal its regexes start with, the "@" of an address, digits for the number formats). A
+# text that lacks a group cannot give that detector a finding, so the scanner does not call it (see
+# ``Scanner.scan``): a prompt with nothing sensitive in it calls few detectors or none.
+#
+# The first bits are single characters, tested in every text: ``ch in text`` is a memchr, a few ns in a
+# short text and still cheap in a long one (the tests are written out one by one: a loop or a map over
+# the characters costs 2-3 times as much). The others, strings and digit counts, are tested only in
+# texts of up to _SHORT_TEXT characters, where they cost less than a detector call; in a longer text a
+# string test costs about as much as the regex pass it would spare, and the strings are usually there
+# anyway, so they count as present.
+(
+    _T_AT,
+    _T_DOT,
+    _T_COLON,
+    _T_EQUALS,
+    _T_DASH,
+    _T_UNDERSCORE,
+    _T_SLASH,
+    _T_PLUS,
+    _T_J,
+    _T_A,
+    _T_DIGIT,
+    # Short texts only:
+    _T_PEM,
+    _T_JWT,
+    _T_SK,
+    _T_SK_ANT,
+    _T_K_LIVE,
+    _T_AWS_ID,
+    _T_AIZA,
+    _T_GITHUB,
+    _T_XOX,
+    _T_SLACK_HOOK,
+    _T_SECRET_WORD,
+    _T_DOTS_3,
+    _T_DIGITS_2,
+    _T_DIGITS_4,
+    _T_DIGITS_9,
+    _T_DIGITS_13,
+) = (1 << i for i in range(27))
+_T_SHORT_ONLY = (1 << 27) - _T_PEM  # all the bits from _T_PEM on
+_SHORT_TEXT = 512
+
+
+def _has_secret_word(lowered: str) -> bool:
+    """``lowered`` (lower case) contains one of the words that each name _SECRET_NAME accepts contains
+    ("pass" of "passwd", "key" of "api_key", "auth" of "authorization"...)."""
+    return (
+        "key" in lowered
+        or "token" in lowered
+        or "pass" in lowered
+        or "secret" in lowered
+        or "auth" in lowered
+        or "pwd" in lowered
+        or "credential" in lowered
+    )
 
 
 def _triggers(text: str) -> int:
-    """The bits (``_TRIGGER_BITS``) of the characters that occur in ``text``."""
-    return (
+    """The trigger bits of ``text``: those of the characters and strings that occur in it."""
+    mask = (
         (_T_AT if "@" in text else 0)
         | (_T_DOT if "." in text else 0)
         | (_T_COLON if ":" in text else 0)
@@ -240,6 +313,46 @@ def _triggers(text: str) -> int:
             else 0
         )
     )
+    if len(text) > _SHORT_TEXT:
+        return mask | _T_SHORT_ONLY
+    # Each string is tested only if the text has the character that every detector needing it needs
+    # too: otherwise the detector does not run anyway.
+    if mask & _T_DASH:
+        mask |= (
+            (_T_PEM if "-----BEGIN" in text else 0)
+            | (_T_SK if "sk-" in text else 0)
+            | (_T_SK_ANT if "sk-ant-" in text else 0)
+            | (_T_XOX if "xox" in text else 0)
+        )
+    if mask & _T_UNDERSCORE:
+        mask |= (_T_K_LIVE if "k_live_" in text else 0) | (_T_GITHUB if "gh" in text or "github_pat_" in text else 0)
+    if mask & _T_A:
+        mask |= (_T_AWS_ID if "AKIA" in text or "ASIA" in text or "ABIA" in text or "ACCA" in text else 0) | (
+            _T_AIZA if "AIza" in text else 0
+        )
+    if mask & _T_J and "eyJ" in text:
+        mask |= _T_JWT
+    if mask & _T_SLASH and "hooks.slack.com/" in text:
+        mask |= _T_SLACK_HOOK
+    # (_assignments looks for a secret word in the lower-cased text before an operator: if the whole
+    # lower-cased text has none, no part of it has.)
+    if mask & (_T_COLON | _T_EQUALS) and _has_secret_word(text.lower()):
+        mask |= _T_SECRET_WORD
+    if mask & _T_DOT and text.count(".") >= 3:
+        mask |= _T_DOTS_3  # (an IPv4 address has three)
+    if mask & _T_DIGIT:
+        # ASCII digits: a card has at least 13, an SSN 9, an IPv4 address 4, an IBAN 2 (the number
+        # formats are found in the shape, where only ASCII digits are "0"), a phone number without "+"
+        # 9. (Its trunk-prefix form may use other digits after the first two: in a text that is not
+        # all ASCII, every count is taken as reached.) Deleting them from the bytes is the quick count.
+        digits = len(text) - len(text.encode("ascii").translate(None, b"0123456789")) if text.isascii() else 13
+        mask |= (
+            (_T_DIGITS_2 if digits >= 2 else 0)
+            | (_T_DIGITS_4 if digits >= 4 else 0)
+            | (_T_DIGITS_9 if digits >= 9 else 0)
+            | (_T_DIGITS_13 if digits >= 13 else 0)
+        )
+    return mask
 
 
 def _boundary_before(shape: str, start: int, forbidden: str) -> bool:
@@ -253,6 +366,23 @@ def _boundary_after(shape: str, end: int) -> bool:
     if nxt in ("0", "A", "a"):
         return False
     return not (nxt in (".", "-") and shape[end + 1 : end + 2] == "0")
+
+
+def _finditer_rare(regex: re.Pattern[str], literal: str, text: str) -> Iterator[re.Match[str]]:
+    """``regex.finditer(text)`` for a regex that starts with ``literal``, rare in most text ("@",
+    "+", "J", ".slack.com/"). ``str.find`` jumps between its occurrences several times faster than
+    the regex engine's own search, which looks at every character: for one character it is a memchr,
+    for a longer string it mostly skips ahead by the string's length. The matches are the same: each
+    starts at an occurrence of ``literal``; the regex is tried at each in turn, from the end of the
+    previous match (look-behinds still see the text before ``pos``)."""
+    pos = text.find(literal)
+    while pos >= 0:
+        m = regex.match(text, pos)
+        if m is None:
+            pos = text.find(literal, pos + 1)
+        else:
+            yield m
+            pos = text.find(literal, m.end())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -280,19 +410,21 @@ class _EmailDetector:
     name = "email"
     kinds: tuple[str, ...] = ("email",)
     priority = 55
-    _requires = ("@", ".")  # (the domain has a dot)
+    _requires = (_T_AT, _T_DOT)  # (the domain has a dot)
 
-    def find(self, text: str) -> Iterator[Finding]:
+    def find(self, text: str) -> list[Finding]:
+        found: list[Finding] = []
         if "@" not in text:
-            return
+            return found
         end = 0
-        for m in _EMAIL_AT.finditer(text):
+        for m in _finditer_rare(_EMAIL_AT, "@", text):
             if m.start() < end:
                 continue
             finding = self._at(text, m.start())
             if finding is not None:
                 end = finding.end
-                yield finding
+                found.append(finding)
+        return found
 
     @staticmethod
     def _at(text: str, at: int) -> Finding | None:
@@ -327,7 +459,6 @@ class _EmailDetector:
 
 # International numbers start with "+" (searched in the text); national ones are found in the shape.
 _PHONE_INTL = re.compile(r"\+(?<![\w+]\+)\d[\d .()-]{5,20}\d")
-_PHONE_PAREN = re.compile(r"\(000\)[ .-]?000[ .-]0000")  # (415) 555-0132
 # Trunk-prefix national numbers: 020 7946 0958, 030 1234567, 06 12 34 56 78 (one kind of separator).
 # (At least 9 digits: one long group after the prefix, or two or more groups.)
 _PHONE_TRUNK = re.compile(r"0(?<![\w.+:/-]0)[1-9]\d{0,3}(?P<s>[ .-])(?:\d{6,8}|\d{2,5}(?:(?P=s)\d{2,8}){1,3})")
@@ -339,16 +470,19 @@ class _PhoneDetector:
     name = "phone"
     kinds: tuple[str, ...] = ("phone",)
     priority = 30
-    _requires = ("+" + _ANY_DIGIT,)  # "+" and any digit (international), or ASCII digits
+    # "+" (international: its digits may be any Unicode digits), or ASCII digits: 10 for a NANP
+    # number, 9 at least for a trunk-prefix one (see _triggers).
+    _requires = (_T_PLUS | _T_DIGIT, _T_PLUS | _T_DIGITS_9)
 
-    def find(self, text: str) -> Iterator[Finding]:
+    def find(self, text: str) -> list[Finding]:
+        found = []
         derived = _derived(text)
         shape = derived.shape
         if "+" in text:
-            for m in _PHONE_INTL.finditer(text):
-                digits = sum(ch.isdigit() for ch in m.group())
+            for m in _finditer_rare(_PHONE_INTL, "+", text):
+                digits = sum(map(str.isdigit, m.group()))
                 if 7 <= digits <= 15 and self._intl_shape(m.group()) and _boundary_after(shape, m.end()):
-                    yield Finding("phone", m.start(), m.end(), "phone")
+                    found.append(Finding("phone", m.start(), m.end(), "phone"))
         # 415-555-0132, 415.555.0132, 415 555 0132
         for found_start, end, sep in derived.numbers["nanp"]:
             start = found_start
@@ -361,14 +495,15 @@ class _PhoneDetector:
             ):
                 start -= 2
             if _boundary_before(shape, start, _NOT_BEFORE_NUMBER) and _boundary_after(shape, end):
-                yield Finding("phone", start, end, "phone")
-        if "(" in text:
-            for m in _PHONE_PAREN.finditer(shape):
-                if _boundary_before(shape, m.start(), "0Aa(") and _boundary_after(shape, m.end()):
-                    yield Finding("phone", m.start(), m.end(), "phone")
+                found.append(Finding("phone", start, end, "phone"))
+        # (415) 555-0132: the candidate starts after the "(".
+        for start, end, _ in derived.numbers["paren"]:
+            if _boundary_before(shape, start - 1, "0Aa(") and _boundary_after(shape, end):
+                found.append(Finding("phone", start - 1, end, "phone"))
         for m in _PHONE_TRUNK.finditer(text):
-            if 9 <= sum(ch.isdigit() for ch in m.group()) <= 12 and _boundary_after(shape, m.end()):
-                yield Finding("phone", m.start(), m.end(), "phone")
+            if 9 <= sum(map(str.isdigit, m.group())) <= 12 and _boundary_after(shape, m.end()):
+                found.append(Finding("phone", m.start(), m.end(), "phone"))
+        return found
 
     @staticmethod
     def _intl_shape(value: str) -> bool:
@@ -418,22 +553,20 @@ _BRANDS: tuple[tuple[int, int, int, frozenset[int]], ...] = (
 )
 
 
+# Every second digit from the right is doubled, and a two-digit result counts as its digit sum.
+_LUHN_DOUBLED = {str(d): (2 * d if d < 5 else 2 * d - 9) for d in range(10)}
+
+
 def _luhn_ok(digits: str) -> bool:
-    total = 0
-    for i, ch in enumerate(reversed(digits)):
-        d = ord(ch) - 48
-        if i & 1:
-            d *= 2
-            if d > 9:
-                d -= 9
-        total += d
+    total = sum(map(int, digits[-1::-2])) + sum(map(_LUHN_DOUBLED.__getitem__, digits[-2::-2]))
     return total % 10 == 0
 
 
 def _card_ok(digits: str) -> bool:
     n = len(digits)
+    heads = (0, int(digits[:1]), int(digits[:2]), int(digits[:3]), int(digits[:4]))  # by prefix length
     for size, low, high, lengths in _BRANDS:
-        if n in lengths and low <= int(digits[:size]) <= high:
+        if n in lengths and low <= heads[size] <= high:
             return _luhn_ok(digits)
     return False
 
@@ -442,24 +575,26 @@ class _CardDetector:
     name = "luhn_card"
     kinds: tuple[str, ...] = ("payment_card",)
     priority = 60
-    _requires = (_ANY_DIGIT,)
+    _requires = (_T_DIGIT, _T_DIGITS_13)
 
-    def find(self, text: str) -> Iterator[Finding]:
+    def find(self, text: str) -> list[Finding]:
+        found = []
         derived = _derived(text)
         shape = derived.shape
         for start, stop, _ in derived.numbers["card"]:
             end = self._card_end(text, shape, start, stop)
             if end:
-                yield Finding("payment_card", start, end, "luhn_card")
+                found.append(Finding("payment_card", start, end, "luhn_card"))
                 continue
             # A card can start inside a rejected candidate: "2024 4111 1111 1111 1111".
             m = _CARD.search(shape, start + 1, stop)
             while m is not None:
                 end = self._card_end(text, shape, m.start(), m.end())
                 if end:
-                    yield Finding("payment_card", m.start(), end, "luhn_card")
+                    found.append(Finding("payment_card", m.start(), end, "luhn_card"))
                     break
                 m = _CARD.search(shape, m.start() + 1, stop)
+        return found
 
     @staticmethod
     def _card_end(text: str, shape: str, start: int, end: int) -> int:
@@ -498,20 +633,23 @@ _IBAN_HEAD = re.compile(r"AA00")  # in the shape: two capitals, two digits
 _IBAN_COMPACT = re.compile(r"[A-Z0-9]+")
 
 
+# Letters count as 10..35 (A=10); digits stay. (An IBAN here is [A-Z0-9] only: see _IbanDetector._end.)
+_IBAN_LETTERS = {ord(ch): str(int(ch, 36)) for ch in "ABCDEFGHIJKLMNOPQRSTUVWXYZ"}
+
+
 def _mod97_ok(iban: str) -> bool:
     rearranged = iban[4:] + iban[:4]
-    # Letters count as 10..35 (A=10): int(ch, 36) does exactly that for one character.
-    number = "".join(str(int(ch, 36)) for ch in rearranged)
-    return int(number) % 97 == 1
+    return int(rearranged.translate(_IBAN_LETTERS)) % 97 == 1
 
 
 class _IbanDetector:
     name = "iban_mod97"
     kinds: tuple[str, ...] = ("iban",)
     priority = 70
-    _requires = (_ANY_DIGIT,)
+    _requires = (_T_DIGIT, _T_DIGITS_2)  # (the check digits)
 
-    def find(self, text: str) -> Iterator[Finding]:
+    def find(self, text: str) -> list[Finding]:
+        found = []
         shape = _derived(text).shape
         for m in _IBAN_HEAD.finditer(shape):
             start = m.start()
@@ -522,7 +660,8 @@ class _IbanDetector:
                 continue
             end = self._end(text, start, length)
             if end and _mod97_ok(text[start:end].replace(" ", "")):
-                yield Finding("iban", start, end, "iban_mod97")
+                found.append(Finding("iban", start, end, "iban_mod97"))
+        return found
 
     @staticmethod
     def _end(text: str, start: int, length: int) -> int:
@@ -535,8 +674,8 @@ class _IbanDetector:
         chunk = text[start:end]
         if len(chunk) != end - start or not _IBAN_COMPACT.fullmatch(chunk.replace(" ", "")):
             return 0
-        if any(chunk[i] != " " for i in range(4, len(chunk), 5)):
-            return 0
+        if chunk[4::5].strip(" "):
+            return 0  # not a space after each group of four
         if chunk.count(" ") != (length - 1) // 4:
             return 0
         return end if not text[end : end + 1].isalnum() else 0
@@ -559,23 +698,25 @@ class _SsnDetector:
     name = "us_ssn"
     kinds: tuple[str, ...] = ("us_ssn",)
     priority = 50
-    _requires = (_ANY_DIGIT,)
+    _requires = (_T_DIGIT, _T_DIGITS_9)
 
-    def find(self, text: str) -> Iterator[Finding]:
+    def find(self, text: str) -> list[Finding]:
+        found = []
         derived = _derived(text)
         shape = derived.shape
         for start, end, sep in derived.numbers["ssn"]:  # 078-05-1120, 078 05 1120
             if not (_boundary_before(shape, start, _NOT_BEFORE_NUMBER) and _boundary_after(shape, end)):
                 continue
             if _ssn_ok(text[start:end].replace(sep, "")):
-                yield Finding("us_ssn", start, end, "us_ssn")
+                found.append(Finding("us_ssn", start, end, "us_ssn"))
         # Nine bare digits are an SSN only after a cue word ("SSN: 536221234"): otherwise they are
         # order numbers, amounts, ids.
         for start, end, _ in derived.numbers["nine"]:
             if not (_boundary_before(shape, start, _NOT_BEFORE_NUMBER) and _boundary_after(shape, end)):
                 continue
             if _ssn_ok(text[start:end]) and _SSN_CUE.search(text, max(0, start - _SSN_CUE_WINDOW), start):
-                yield Finding("us_ssn", start, end, "us_ssn")
+                found.append(Finding("us_ssn", start, end, "us_ssn"))
+        return found
 
 
 # ---------------------------------------------------------------------------------------------
@@ -583,12 +724,15 @@ class _SsnDetector:
 
 _OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
 # Candidates in the shape (the match starts at the first octet's last digit, so that the regex starts
-# with the literal "0."), then checked in the text.
+# with the literal "0.0"), then checked in the text.
+# Right after it, "(?=0{0,2}\.0)" (the second octet and dot, which the rest of the regex needs anyway)
+# drops the "12.345Z" of timestamps and the "12.5ms" of durations before the look-behinds are tried.
 # The look-behinds drop in the regex engine what is plainly not an address: a letter, dot or 4th digit
 # before the first octet (v1.2.3.4, x.1.2.3.4, 1234.5.6.7) and "Chrome/120.0.0.0"-style versions.
 _IPV4_SHAPE = re.compile(
-    r"0\.(?<![Aa.]0\.)(?<![Aa.]00\.)(?<![Aa.0]000\.)(?<![Aa0]/0\.)(?<![Aa0]/00\.)(?<![Aa0]/000\.)"
-    r"0{1,3}\.0{1,3}\.0{1,3}(?![0Aa]|\.0)"
+    r"0\.0(?=0{0,2}\.0)"
+    r"(?<![Aa.]0\.0)(?<![Aa.]00\.0)(?<![Aa.0]000\.0)(?<![Aa0]/0\.0)(?<![Aa0]/00\.0)(?<![Aa0]/000\.0)"
+    r"0{0,2}\.0{1,3}\.0{1,3}(?![0Aa]|\.0)"
 )
 _IPV4 = re.compile(rf"{_OCTET}\.{_OCTET}\.{_OCTET}\.{_OCTET}")
 # Words after which a dotted quad is a version or a section number, not an address.
@@ -613,15 +757,17 @@ def _version_context(window: str) -> bool:
         or "figure" in window
     ):
         return False
-    return any(w.strip(":=#.,;()-") in _VERSION_WORDS for w in window.split()[-3:])
+    # The last three words (rsplit stops after them), without the punctuation around them.
+    return not _VERSION_WORDS.isdisjoint(map(str.strip, window.rsplit(None, 3)[-3:], repeat(":=#.,;()-")))
 
 
-# IPv6 candidates: a "::" or four colons with hex groups between (full form); both start with a literal.
 # IPv6 candidates, from a colon: a "::" (not in "std::vector" or "Foo::Bar": a group of up to 4
 # characters after a non-hex letter, nor in ":::") or four colons with hex groups between (full form).
+# (The "(?=:)" first: most colons, "12:30:45" or "key: value", are not followed by another, and
+# fail there before the look-behinds.)
 _IPV6_HINT = re.compile(
     r":(?:"
-    r"(?<![G-Zg-z_]:)(?<![G-Zg-z_][0-9A-Za-z]:)(?<![G-Zg-z_][0-9A-Za-z]{2}:)(?<![G-Zg-z_][0-9A-Za-z]{3}:)(?<!::)"
+    r"(?=:)(?<![G-Zg-z_]:)(?<![G-Zg-z_][0-9A-Za-z]:)(?<![G-Zg-z_][0-9A-Za-z]{2}:)(?<![G-Zg-z_][0-9A-Za-z]{3}:)(?<!::)"
     r":(?![G-Zg-z_:])"
     r"|[0-9A-Fa-f]{1,4}:[0-9A-Fa-f]{1,4}:[0-9A-Fa-f]{1,4}:)"
 )
@@ -632,42 +778,49 @@ class _IpDetector:
     name = "ip_address"
     kinds: tuple[str, ...] = ("ip_address",)
     priority = 40
-    # Dots (IPv4) or colons (IPv6) and an ASCII digit: the IPv6 candidate is made of _IPV6_CHARS only.
-    _requires = (_ANY_DIGIT, ".:")
+    # IPv4: three dots and four ASCII digits at least; IPv6: colons and an ASCII digit (its candidate is
+    # made of _IPV6_CHARS only). As groups, (IPv4 or IPv6) is: (a dot or a colon) and (three dots or a
+    # colon) and (four digits or a colon) and a digit.
+    _requires = (_T_DOT | _T_COLON, _T_DOTS_3 | _T_COLON, _T_DIGITS_4 | _T_COLON, _T_DIGIT)
 
-    def find(self, text: str) -> Iterator[Finding]:
-        if "." in text:
-            yield from self._v4(text)
+    def find(self, text: str) -> list[Finding]:
+        # (Lists rather than generators here and in the other busy detectors: logs have an address
+        # on most lines, and each finding through a generator costs more.)
+        found = self._v4(text) if "." in text else []
         if ":" in text:
-            yield from self._v6(text)
+            hints = _derived(text).colons[0]
+            if hints:
+                found.extend(self._v6(text, hints))
+        return found
 
     @staticmethod
-    def _v4(text: str) -> Iterator[Finding]:
+    def _v4(text: str) -> list[Finding]:
         shape = _derived(text).shape
+        found = []
         for m in _IPV4_SHAPE.finditer(shape):
             # The regex starts at the first octet's last digit and has checked what is before it.
-            start = m.start()
+            start, end = m.span()
             if start and shape[start - 1] == "0":
                 start -= 1
                 if start and shape[start - 1] == "0":
                     start -= 1
-            end = m.end()
             if start >= 2 and shape[start - 1] == "/" and shape[start - 2] in "0Aa":
                 continue  # Chrome/120.0.0.0, Safari/537.36 ...: a product token's version
-            if not _IPV4.fullmatch(text, start, end):
-                continue  # an octet above 255 or with a leading zero
-            # "version 10.0.0.1", "build 6.1.7601.2": a version, within two words of a cue word.
-            if _version_context(text[max(0, start - 32) : start].lower()):
+            # "version 10.0.0.1", "build 6.1.7601.2": a version, within two words of a cue word. (Tested
+            # before the octets: in logs, versions are as common as addresses and never need it.)
+            if _version_context(text[start - 32 if start > 32 else 0 : start].lower()):
                 continue
-            yield Finding("ip_address", start, end, "ip_address")
+            if _IPV4.fullmatch(text, start, end) is None:
+                continue  # an octet above 255 or with a leading zero
+            found.append(Finding("ip_address", start, end, "ip_address"))
+        return found
 
     @staticmethod
-    def _v6(text: str) -> Iterator[Finding]:
+    def _v6(text: str, hints: list[tuple[int, int]]) -> Iterator[Finding]:
         import ipaddress  # only when a text has an IPv6-looking candidate; the module stays light
 
         done = 0
-        for m in _IPV6_HINT.finditer(text):
-            hit = m.start()
+        for hit, _ in hints:  # (the matches of _IPV6_HINT)
             if hit < done:
                 continue
             start = hit
@@ -710,31 +863,76 @@ class _PatternDetector:
     """A vendor key format: regexes that each start with a literal, preferably a rare character (the
     engine then searches for it quickly; a leading character class or look-behind would make it try
     every position), then check what comes before it with look-behinds. ``back``: how many
-    characters before the match the key starts ("k-" of "sk-": "k" is rarer than "s")."""
+    characters before the match the key starts ("k-" of "sk-": "k" is rarer than "s").
+
+    Regexes that start with the same character as other vendor formats' ("k" of "sk-", "sk-ant-"
+    and "sk_live_"; "A" of "AKIA" and "AIza"; "g" of "ghp_" and "github_pat_") share one pass over
+    the text (see _vendor_families): a pass costs about as much whatever it looks for. A regex that
+    starts with a long ``literal`` is searched from its occurrences (_finditer_rare)."""
 
     kinds: tuple[str, ...] = ("api_key",)
     priority = 80
 
     def __init__(
-        self, name: str, *patterns: tuple[str, int], check: Callable[[str], bool] | None = None, hint: str = ""
+        self,
+        name: str,
+        *patterns: tuple[str, int],
+        check: Callable[[str], bool] | None = None,
+        hint: str = "",
+        requires: tuple[int, ...] = (),
+        literal: str = "",
     ) -> None:
         self.name = name
         self._regexes = tuple((re.compile(p), back) for p, back in patterns)
+        self._literal = literal
+        # Each regex, with whether its family's shared pass covers it (_vendor_families: built from
+        # these detectors, hence looked up when first needed).
+        self._shared: tuple[tuple[re.Pattern[str], int, bool], ...] | None = None
         self._check = check
-        # Characters every key has: when the text lacks one, nothing to search (the scanner's
-        # prefilter does not even call find).
+        # Characters every key has: when the text lacks one, nothing to search. (The scanner's
+        # prefilter tests them before it calls find, with the strings in ``requires``.)
         self._hint = hint
-        self._requires = tuple(hint)
+        self._requires = requires
 
-    def find(self, text: str) -> Iterator[Finding]:
+    @property
+    def _searches(self) -> tuple[tuple[re.Pattern[str], int, bool], ...]:
+        if self._shared is None:
+            self._shared = tuple(
+                (regex, back, regex in _vendor_families().get(regex.pattern[0], (None, frozenset()))[1])
+                for regex, back in self._regexes
+            )
+        return self._shared
+
+    def find(self, text: str) -> list[Finding]:
         for ch in self._hint:
             if ch not in text:
-                return
-        for regex, back in self._regexes:
-            for m in regex.finditer(text):
+                return []
+        found = []
+        for regex, back, shared in self._searches:
+            if shared:
+                matches = _family_matches(regex, text)
+            elif self._literal:
+                matches = _finditer_rare(regex, self._literal, text)
+            else:
+                matches = regex.finditer(text)
+            for m in matches:
                 start = m.start() - back
                 if self._check is None or self._check(text[start : m.end()]):
-                    yield Finding("api_key", start, m.end(), self.name)
+                    found.append(Finding("api_key", start, m.end(), self.name))
+        return found
+
+
+def _family_matches(regex: re.Pattern[str], text: str) -> Iterator[re.Match[str]]:
+    """``regex.finditer(text)``, from the positions where its family's regex found a match of one of
+    its members: ``regex`` matches at some of them, and nowhere else (every match starts with the
+    family's character). As finditer does, the search goes on from the end of each match."""
+    end = 0
+    for pos in _derived(text).family_hits(regex.pattern[0]):
+        if pos >= end:
+            m = regex.match(text, pos)
+            if m is not None:
+                end = m.end()
+                yield m
 
 
 def _vendor_detectors() -> tuple[_PatternDetector, ...]:
@@ -744,27 +942,34 @@ def _vendor_detectors() -> tuple[_PatternDetector, ...]:
             (r"k-(?<=sk-)(?<![\w-]sk-)(?!ant-)(?:(?:proj|svcacct|admin|None)-)?[A-Za-z0-9_-]{20,}(?![\w-])", 1),
             check=_mixed,
             hint="-",
+            requires=(_T_DASH, _T_SK),
         ),
         _PatternDetector(
             "anthropic_key",
             (r"k-ant-(?<=sk-ant-)(?<![\w-]sk-ant-)(?:api|admin|oat|ort)\d\d-[A-Za-z0-9_-]{20,}(?![\w-])", 1),
             check=_mixed,
             hint="-",
+            requires=(_T_DASH, _T_SK_ANT),
         ),
         _PatternDetector(
-            "aws_access_key_id", (r"A(?<![A-Za-z0-9]A)(?:KIA|SIA|BIA|CCA)[A-Z0-9]{16}(?![A-Za-z0-9])", 0), hint="A"
+            "aws_access_key_id",
+            (r"A(?<![A-Za-z0-9]A)(?:KIA|SIA|BIA|CCA)[A-Z0-9]{16}(?![A-Za-z0-9])", 0),
+            hint="A",
+            requires=(_T_A, _T_AWS_ID),
         ),
         _PatternDetector(
             "github_token",
             (r"gh(?<!\wgh)[pousr]_[A-Za-z0-9]{36,251}(?!\w)", 0),  # "gh" is rarer than "_" in code
             (r"github_pat_(?<!\wgithub_pat_)[A-Za-z0-9_]{50,255}(?!\w)", 0),
             hint="_",
+            requires=(_T_UNDERSCORE, _T_GITHUB),
         ),
         _PatternDetector(
             "slack_token",
             (r"xox(?<![\w-]xox)[abeoprs]-[0-9A-Za-z]+(?:-[0-9A-Za-z]+)+(?![\w-])", 0),
             check=lambda v: len(v) >= 24 and any(ch.isdigit() for ch in v),
             hint="-",
+            requires=(_T_DASH, _T_XOX),
         ),
         _PatternDetector(
             "slack_webhook",
@@ -775,12 +980,40 @@ def _vendor_detectors() -> tuple[_PatternDetector, ...]:
             ),
             check=lambda v: len(set(v.rsplit("/", 1)[1])) > 3,  # not the docs' XXXXXXXX placeholder
             hint="/.",
+            requires=(_T_SLASH, _T_DOT, _T_SLACK_HOOK),
+            literal=".slack.com/",
         ),
-        _PatternDetector("google_api_key", (r"AIza(?<![\w-]AIza)[0-9A-Za-z_-]{35}(?![\w-])", 0), hint="A"),
         _PatternDetector(
-            "stripe_key", (r"k_live_(?<=[sr]k_live_)(?<![\w-].k_live_)[0-9A-Za-z]{24,}(?!\w)", 1), hint="_"
+            "google_api_key",
+            (r"AIza(?<![\w-]AIza)[0-9A-Za-z_-]{35}(?![\w-])", 0),
+            hint="A",
+            requires=(_T_A, _T_AIZA),
+        ),
+        _PatternDetector(
+            "stripe_key",
+            (r"k_live_(?<=[sr]k_live_)(?<![\w-].k_live_)[0-9A-Za-z]{24,}(?!\w)", 1),
+            hint="_",
+            requires=(_T_UNDERSCORE, _T_K_LIVE),
         ),
     )
+
+
+@lru_cache(maxsize=1)  # (made on first use, not when the module is imported)
+def _vendor_families() -> dict[str, tuple[re.Pattern[str], frozenset[re.Pattern[str]]]]:
+    """For each letter that begins the regexes of several vendor formats: one regex that matches that
+    letter (only) where one of them matches, ``c(?=rest1|rest2|...)``, and the regexes it covers.
+    Consuming only the letter, it reports every position where any of them matches, which
+    _family_matches then re-matches with each regex in turn."""
+    by_letter: dict[str, list[re.Pattern[str]]] = {}
+    for detector in _vendor_detectors():
+        for regex, _ in detector._regexes:
+            if regex.pattern[0].isalpha():  # (a plain literal: not "\." or "(")
+                by_letter.setdefault(regex.pattern[0], []).append(regex)
+    return {
+        letter: (re.compile(f"{letter}(?={'|'.join(f'(?:{r.pattern[1:]})' for r in regexes)})"), frozenset(regexes))
+        for letter, regexes in by_letter.items()
+        if len(regexes) > 1
+    }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -789,12 +1022,23 @@ def _vendor_detectors() -> tuple[_PatternDetector, ...]:
 # Assignments are found from their operator (":", ":=", "=", "=>": literals, quick to search) when at
 # least 16 value characters follow (with an optional opening quote and HTTP auth scheme); then the
 # key name before the operator is read backwards and checked.
-_ASSIGN_OPS = (
-    (":", re.compile(r""":[ "'`\t]{1,3}(?=[^\s"'`]{16}|(?:[Bb]earer|[Bb]asic|[Tt]oken|[Bb]ot)[ \t])""")),
-    ("=", re.compile(r"""=>?[ "'`\t]{0,3}(?=[^\s"'`]{16}|(?:[Bb]earer|[Bb]asic|[Tt]oken|[Bb]ot)[ \t])""")),
-)
+# (The schemes share first letters in the look-ahead: the engine then drops them on one test.)
+_ASSIGN_COLON = re.compile(r""":[ "'`\t]{1,3}(?=[^\s"'`]{16}|(?:[Bb](?:earer|asic|ot)|[Tt]oken)[ \t])""")
+_ASSIGN_EQUALS = re.compile(r"""=>?[ "'`\t]{0,3}(?=[^\s"'`]{16}|(?:[Bb](?:earer|asic|ot)|[Tt]oken)[ \t])""")
+
+
+@lru_cache(maxsize=1)  # (compiled on first use, not when the module is imported)
+def _colons() -> re.Pattern[str]:
+    """The colons of a text are searched once for two detectors: for IPv6 candidates (_IPV6_HINT)
+    and for assignments (_ASSIGN_COLON). Both regexes are alternatives in a look-ahead, so that this
+    one takes only the colon and goes on to the next (every colon is tried, as by each regex alone);
+    at a colon at most one of them matches (after it, an IPv6 hint has a colon or a hex digit, an
+    assignment a blank or a quote). See _Derived.colons."""
+    return re.compile(f":(?=(?P<ipv6>{_IPV6_HINT.pattern[1:]})|(?P<assign>{_ASSIGN_COLON.pattern[1:]}))")
+
+
 _AUTH_SCHEME = re.compile(r"(?:[Bb]earer|[Bb]asic|[Tt]oken|[Bb]ot)[ \t]+")
-_KEY_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
+_KEY_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-"
 # A component of the key name (split at "_", ".", "-" and camelCase humps), not just a substring:
 # "max_tokens", "author" and "bypass" are not secrets.
 _SECRET_NAME = re.compile(
@@ -820,6 +1064,7 @@ _DIGITS = frozenset("0123456789")
 _LOWER = frozenset("abcdefghijklmnopqrstuvwxyz")
 _UPPER = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ")
 _HEX = frozenset("0123456789abcdef")
+_ALNUM = _DIGITS | _LOWER | _UPPER
 
 
 def _high_entropy(value: str) -> bool:
@@ -827,21 +1072,25 @@ def _high_entropy(value: str) -> bool:
     _ENTROPY_FACTOR times the most a string of its length and alphabet can have."""
     if len(value) < _MIN_SECRET_LEN:
         return False
-    chars = set(value)
+    counts = Counter(value)  # (for the entropy; its keys are the set of characters)
+    chars = counts.keys()
     has_digit = not chars.isdisjoint(_DIGITS)
     has_lower = not chars.isdisjoint(_LOWER)
     has_upper = not chars.isdisjoint(_UPPER)
     if not has_digit or not (has_lower or has_upper):
         return False
     low = value.lower()
-    if any(w in low for w in _PLACEHOLDER_WORDS) or "://" in value:
+    for word in _PLACEHOLDER_WORDS:
+        if word in low:
+            return False
+    if "://" in value:
         return False
     if chars <= _HEX:
         alphabet = 16
     else:
-        others = not chars <= (_DIGITS | _LOWER | _UPPER)
+        others = not chars <= _ALNUM
         alphabet = 10 + 26 * has_lower + 26 * has_upper + 16 * others
-    return _entropy(value) >= _ENTROPY_FACTOR * math.log2(min(len(value), alphabet))
+    return _entropy(counts.values(), len(value)) >= _ENTROPY_FACTOR * math.log2(min(len(value), alphabet))
 
 
 def _assignments(text: str) -> list[tuple[str, int, int]]:
@@ -852,25 +1101,16 @@ def _assignments(text: str) -> list[tuple[str, int, int]]:
     if derived.assignments is not None:
         return derived.assignments
     found: list[tuple[str, int, int]] = []
-    for op, regex in _ASSIGN_OPS:
-        if op not in text:
-            continue
-        for m in regex.finditer(text):
+    colons = derived.colons[1] if ":" in text else []
+    equals = [m.span() for m in _ASSIGN_EQUALS.finditer(text)] if "=" in text else []
+    for operators in (colons, equals):
+        for op_start, op_end in operators:
             # Most candidates are ids, URLs and code ("request_id=req_...", "self.x"): a look for a
             # secret word (one of each _SECRET_NAME) before the operator is cheaper than reading the name.
-            window = text[max(0, m.start() - 64) : m.start()].lower()
-            if not (
-                "key" in window
-                or "token" in window
-                or "pass" in window
-                or "secret" in window
-                or "auth" in window
-                or "pwd" in window
-                or "credential" in window
-            ):
+            if not _has_secret_word(text[op_start - 64 if op_start > 64 else 0 : op_start].lower()):
                 continue
             # The key name: back from the operator over blanks and one closing quote.
-            i = m.start()
+            i = op_start
             if text[i - 1 : i] == ":" and text[i] == "=":
                 i -= 1  # Go's ":="
             while i > 0 and text[i - 1] in " \t":
@@ -879,14 +1119,15 @@ def _assignments(text: str) -> list[tuple[str, int, int]]:
                 i -= 1  # PHP's $config['secret'] => ...
             if i > 0 and text[i - 1] in "\"'":
                 i -= 1
+            # Then back over at most 64 name characters: rstrip drops the run that ends the window.
             name_end = i
-            while i > 0 and name_end - i < 64 and text[i - 1] in _KEY_CHARS:
-                i -= 1
+            i = name_end - 64 if name_end > 64 else 0
+            i += len(text[i:name_end].rstrip(_KEY_CHARS))
             if i == name_end:
                 continue
-            run = m.group().rstrip(" \t")
+            run = text[op_start:op_end].rstrip(" \t")
             quote = run[-1] if run[-1] in "\"'`" else ""
-            value_start = m.end()
+            value_start = op_end
             scheme = _AUTH_SCHEME.match(text, value_start)
             if scheme is not None:
                 value_start = scheme.end()
@@ -914,12 +1155,14 @@ class _SecretAssignmentDetector:
     name = "secret_assignment"
     kinds: tuple[str, ...] = ("api_key",)
     priority = -1  # negative: a fallback (see _resolve)
-    _requires = (":=",)  # the operators _assignments searches from
+    _requires = (_T_COLON | _T_EQUALS, _T_SECRET_WORD)  # what _assignments searches from and for
 
-    def find(self, text: str) -> Iterator[Finding]:
-        for name, start, end in _assignments(text):
-            if _secret_name_ok(name) and _high_entropy(text[start:end]):
-                yield Finding("api_key", start, end, "secret_assignment")
+    def find(self, text: str) -> list[Finding]:
+        return [
+            Finding("api_key", start, end, "secret_assignment")
+            for name, start, end in _assignments(text)
+            if _secret_name_ok(name) and _high_entropy(text[start:end])
+        ]
 
 
 _AWS_SECRET_NAME = re.compile(r"(?i)(?:^|[_.-])(?:aws[_.-]?)?secret[_.-]?access[_.-]?key$")
@@ -932,12 +1175,14 @@ class _AwsSecretDetector:
     name = "aws_secret_key"
     kinds: tuple[str, ...] = ("api_key",)
     priority = 80
-    _requires = (":=",)  # the operators _assignments searches from
+    _requires = (_T_COLON | _T_EQUALS, _T_SECRET_WORD)  # what _assignments searches from and for
 
-    def find(self, text: str) -> Iterator[Finding]:
-        for name, start, end in _assignments(text):
-            if _AWS_SECRET_VALUE.fullmatch(text, start, end) and self._name_ok(name):
-                yield Finding("api_key", start, end, "aws_secret_key")
+    def find(self, text: str) -> list[Finding]:
+        return [
+            Finding("api_key", start, end, "aws_secret_key")
+            for name, start, end in _assignments(text)
+            if _AWS_SECRET_VALUE.fullmatch(text, start, end) and self._name_ok(name)
+        ]
 
     @staticmethod
     @lru_cache(maxsize=256)
@@ -958,23 +1203,28 @@ _PEM_BODY = re.compile(
     r"""|[A-Za-z0-9+/=]+(?=[ \t]*(?:\r?\n|\\|["']|\Z)))?)*"""  # a line of base64 alone
 )
 _PEM_MAX = 65536  # the longest block looked at: an 8192-bit RSA key is about 6.5 KB
+# What the detector looks for with str.find, then matches _PEM_BEGIN at. Without the space that
+# follows it: str.find skips ahead by the length of what it looks for wherever the text's character
+# there is not the last one it looks for, and a space is the commonest character of all.
+_PEM_MARK = "-----BEGIN"
 
 
 class _PrivateKeyDetector:
     name = "pem_private_key"
     kinds: tuple[str, ...] = ("private_key",)
     priority = 100
-    _requires = ("-",)  # of "-----BEGIN "
+    _requires = (_T_DASH, _T_PEM)
 
-    def find(self, text: str) -> Iterator[Finding]:
-        pos = text.find("-----BEGIN ")
+    def find(self, text: str) -> list[Finding]:
+        found = []
+        pos = text.find(_PEM_MARK)
         # Where the next END line of each label is (-1: none left): searched once per END line, so that
         # many BEGIN lines without one cost linear time.
         next_end: dict[str, int] = {}
         while pos >= 0:
             m = _PEM_BEGIN.match(text, pos)
             if m is None:
-                pos = text.find("-----BEGIN ", pos + 1)
+                pos = text.find(_PEM_MARK, pos + 1)
                 continue
             end_marker = f"-----END {m.group(1)}-----"
             end = next_end.get(end_marker, m.end())
@@ -990,8 +1240,9 @@ class _PrivateKeyDetector:
                 end = body.end() if body else m.end()
                 while end > m.end() and text[end - 1].isspace():
                     end -= 1
-            yield Finding("private_key", pos, end, "pem_private_key")
-            pos = text.find("-----BEGIN ", end)
+            found.append(Finding("private_key", pos, end, "pem_private_key"))
+            pos = text.find(_PEM_MARK, end)
+        return found
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1014,29 +1265,38 @@ def _jwt_header(segment: str) -> dict[str, Any] | None:
     return header if isinstance(header, dict) else None
 
 
+@lru_cache(maxsize=256)  # the same headers come back: every token of a service has {"alg":"HS256","typ":"JWT"}
+def _jwt_alg(segment: str) -> str | None:
+    """The "alg" of a JWT's header segment, or None if it is not a JSON object that has one."""
+    header = _jwt_header(segment)
+    return None if header is None or "alg" not in header else str(header["alg"])
+
+
 class _JwtDetector:
     name = "jwt"
     kinds: tuple[str, ...] = ("jwt",)
     priority = 90
-    _requires = ("J", ".")  # "eyJ" and the dots between segments
+    _requires = (_T_J, _T_DOT, _T_JWT)  # "eyJ" and the dots between segments
 
-    def find(self, text: str) -> Iterator[Finding]:
+    def find(self, text: str) -> list[Finding]:
+        found: list[Finding] = []
         if "." not in text:
-            return
-        for m in _JWT.finditer(text):
+            return found
+        for m in _finditer_rare(_JWT, "J", text):
             value = "ey" + m.group()
             if text.startswith(".", m.end()) and text[m.end() + 1 : m.end() + 2].isalnum():
                 continue  # more than five segments: some longer dotted name
             segments = value.split(".")
-            header = _jwt_header(segments[0])
-            if header is None or "alg" not in header:
+            alg = _jwt_alg(segments[0])
+            if alg is None:
                 continue
             if len(segments) not in (3, 5):
                 continue
             # A JWS needs a signature, unless it is an unsecured JWT ("alg": "none", empty signature).
-            if not segments[2] and str(header["alg"]).lower() != "none" and len(segments) == 3:
+            if not segments[2] and alg.lower() != "none" and len(segments) == 3:
                 continue
-            yield Finding("jwt", m.start() - 2, m.end(), "jwt")
+            found.append(Finding("jwt", m.start() - 2, m.end(), "jwt"))
+        return found
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1060,13 +1320,11 @@ def builtin_detectors() -> tuple[Detector, ...]:
     )
 
 
-def _group_mask(group: str) -> int:
-    """The trigger bits of a ``_requires`` group: the text must have at least one of them."""
-    mask = 0
-    for ch in group:
-        mask |= _TRIGGER_BITS[ch]  # (a KeyError here: add the character to _TRIGGER_BITS and _triggers)
-    return mask
-
+# The classes whose ``_requires`` the prefilter trusts (not any detector's attribute of that name).
+_BUILTIN_TYPES = frozenset({
+    _PrivateKeyDetector, _JwtDetector, _PatternDetector, _AwsSecretDetector, _IbanDetector, _CardDetector,
+    _EmailDetector, _SsnDetector, _IpDetector, _PhoneDetector, _SecretAssignmentDetector,
+})  # fmt: skip
 
 _BY_POSITION = attrgetter("start", "end")
 
@@ -1078,19 +1336,30 @@ def _resolve(findings: list[Finding], priority: Mapping[str, int]) -> list[Findi
     if len(findings) < 2:
         return findings
     findings.sort(key=_BY_POSITION)
-    # Most findings overlap nothing: only clusters of overlapping ones need choosing from.
+    # Most findings overlap nothing: they go straight to the output, and only clusters of overlapping
+    # ones need choosing from. (No list per cluster of one: logs have thousands of findings.)
     out: list[Finding] = []
-    cluster = [findings[0]]
-    cluster_end = findings[0].end
+    head = findings[0]  # the first finding of the current cluster
+    cluster: list[Finding] | None = None  # the whole cluster, once a second finding joins it
+    cluster_end = head.end
     for f in islice(findings, 1, None):
         if f.start < cluster_end:
+            if cluster is None:
+                cluster = [head]
             cluster.append(f)
             cluster_end = max(cluster_end, f.end)
             continue
-        out.extend(cluster if len(cluster) == 1 else _choose(cluster, priority))
-        cluster = [f]
+        if cluster is None:
+            out.append(head)
+        else:
+            out.extend(_choose(cluster, priority))
+            cluster = None
+        head = f
         cluster_end = f.end
-    out.extend(cluster if len(cluster) == 1 else _choose(cluster, priority))
+    if cluster is None:
+        out.append(head)
+    else:
+        out.extend(_choose(cluster, priority))
     return out
 
 
@@ -1103,7 +1372,10 @@ def _choose(cluster: list[Finding], priority: Mapping[str, int]) -> list[Finding
 
     kept: list[Finding] = []
     for f in sorted(cluster, key=preference):
-        if all(f.end <= k.start or k.end <= f.start for k in kept) and not any(k.start == f.start for k in kept):
+        for k in kept:
+            if (f.start < k.end and k.start < f.end) or k.start == f.start:
+                break  # it overlaps (or starts with) one already kept
+        else:
             kept.append(f)
     kept.sort(key=_BY_POSITION)
     return kept
@@ -1115,7 +1387,8 @@ class Scanner:
     ``Scanner()`` runs the built-in detectors; ``Scanner([*builtin_detectors(), MyDetector()])``
     adds one; ``Scanner(kinds=["email", "api_key"])`` runs only the detectors of those kinds and
     reports only those kinds (an unknown kind raises :class:`~tokenguard.ConfigError`).
-    A scanner holds no per-call state: one instance can be shared by threads.
+    A scanner holds no per-call state (only a cache of which detectors a text calls for): one
+    instance can be shared by threads.
     """
 
     def __init__(self, detectors: Sequence[Detector] | None = None, *, kinds: Iterable[str] | None = None) -> None:
@@ -1142,10 +1415,12 @@ class Scanner:
         self.kinds: tuple[str, ...] = tuple(sorted(self._kinds)) if self._kinds is not None else tuple(available)
         """The kinds this scanner can report."""
         self._priority = {d.name: int(getattr(d, "priority", 50)) for d in dets}
-        # For the prefilter: each detector with the masks of its _requires groups (none for detectors
-        # that declare none: custom ones and Presidio always run), and the detectors to call for each
-        # combination of trigger bits seen so far (at most 2**11 of them).
-        self._requires = tuple((d, tuple(_group_mask(g) for g in getattr(d, "_requires", ()))) for d in dets)
+        # For the prefilter: each detector with its _requires (none for the others: custom detectors
+        # and Presidio always run), and the detectors to call for each combination of trigger bits
+        # seen so far.
+        self._requires: tuple[tuple[Detector, tuple[int, ...]], ...] = tuple(
+            (d, getattr(d, "_requires", ()) if type(d) in _BUILTIN_TYPES else ()) for d in dets
+        )
         self._plans: dict[int, tuple[Detector, ...]] = {}
 
     def __repr__(self) -> str:
@@ -1158,10 +1433,11 @@ class Scanner:
         mask = _triggers(text)
         detectors = self._plans.get(mask)
         if detectors is None:
-            # The detectors that have, for each of their groups, one of its characters in the text;
-            # the others cannot find anything. (In the scanner's order: ties between findings resolve
-            # as if every detector had run.)
+            # The detectors whose every _requires group has a bit in the mask; the others cannot find
+            # anything. (In the scanner's order: ties between findings resolve as if all had run.)
             detectors = tuple(d for d, groups in self._requires if all(mask & g for g in groups))
+            if len(self._plans) >= 1024:
+                self._plans.clear()  # (a bound: most texts fall into a few dozen combinations)
             self._plans[mask] = detectors
         if not detectors:
             return []
