@@ -506,6 +506,22 @@ def parse_uri(uri: str) -> tuple[Path, float]:
     return Path(os.path.abspath(raw)), timeout
 
 
+def _task_filters(query: TaskQuery) -> tuple[list[str], list[object]]:
+    """The WHERE conditions (on ``tasks AS t``) and parameters of a task query, tags aside."""
+    where: list[str] = []
+    params: list[object] = []
+    for condition, value in (
+        ("t.started_us >= ?", None if query.since is None else _us(query.since)),
+        ("t.started_us < ?", None if query.until is None else _us(query.until)),
+        ("t.name = ?", query.name),
+        ("t.outcome = ?", query.outcome),
+    ):
+        if value is not None:
+            where.append(condition)
+            params.append(value)
+    return where, params
+
+
 class SQLiteStore(Store):
     """A store in one SQLite file (WAL mode), shared by the threads and processes of one host.
 
@@ -887,20 +903,7 @@ class SQLiteStore(Store):
         )
 
     def tasks(self, query: TaskQuery) -> Iterator[TaskRecord]:
-        where: list[str] = []
-        params: list[object] = []
-        if query.since is not None:
-            where.append("t.started_us >= ?")
-            params.append(_us(query.since))
-        if query.until is not None:
-            where.append("t.started_us < ?")
-            params.append(_us(query.until))
-        if query.name is not None:
-            where.append("t.name = ?")
-            params.append(query.name)
-        if query.outcome is not None:
-            where.append("t.outcome = ?")
-            params.append(query.outcome)
+        where, params = _task_filters(query)
         if query.tags and self._json:
             for key, value in query.tags.items():
                 where.append(_TAG_FILTER.format(table="t"))
@@ -1039,20 +1042,7 @@ class SQLiteStore(Store):
                 return super().task_totals(query, by)
             if key[1] is not None:
                 key_params.append(key[1])
-        where: list[str] = []
-        params: list[object] = []
-        if query.since is not None:
-            where.append("t.started_us >= ?")
-            params.append(_us(query.since))
-        if query.until is not None:
-            where.append("t.started_us < ?")
-            params.append(_us(query.until))
-        if query.name is not None:
-            where.append("t.name = ?")
-            params.append(query.name)
-        if query.outcome is not None:
-            where.append("t.outcome = ?")
-            params.append(query.outcome)
+        where, params = _task_filters(query)
         for name, value in (query.tags or {}).items():
             path = _tag_path(name)
             if path is None:
