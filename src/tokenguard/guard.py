@@ -12,7 +12,6 @@ abandoned, closed or collected). Budgets, routing and policy (steps 3 and 5) hoo
 
 from __future__ import annotations
 
-import fnmatch
 import logging
 import os
 import re
@@ -34,7 +33,7 @@ from .periods import window
 from .pricing import Price, PriceBook, Rates, Usage, to_decimal
 from .providers.base import CallRequest, CallResult
 from .records import CallRecord, CallStatus, TaskRecord
-from .routing import AUTO, Plan, Route, effective
+from .routing import AUTO, Plan, Route, Unroutable, choose_model, effective, model_matches
 from .spool import Spool
 from .stores import CallQuery, Store, TaskQuery, open_store
 from .stores.base import BudgetKey, Charge, Review, Standing
@@ -403,75 +402,29 @@ class Guard:
         return scanner
 
     def _route(self, plan: Plan, binding: Binding | None, decisions: list[str]) -> None:
-        """Choose the model (see :mod:`tokenguard.routing` for the order) and the fallbacks. A
-        refusal adds the decision ``route:<reason>:block`` for the rule that could not route."""
-        route = plan.route
-        req = plan.req
-        provider, model, reason = req.provider, req.model, None
-        if model == AUTO:
-            target = self._first_of(provider, (route.default if route else None) or (), route)
-            if target is None and binding is not None:
-                target = self._first_of(provider, binding.default_model, route)
-            if target is None:
-                decisions.append("route:default:block")
-                raise PolicyViolation(
-                    f"model='auto' asks the router for a default {provider} model, but no route in force names "
-                    f"one. The request was not sent. Set one with tg.route(default=...) or a [[routes]] default "
-                    f"in tokenguard.toml."
-                )
-            model, reason = target, "default"
-        if binding is not None and binding.allowed_models and not _allowed(model, binding.allowed_models):
-            target = self._first_of(provider, binding.default_model, None)
-            if target is None:
-                decisions.append("route:use-case:block")
-                raise PolicyViolation(
-                    f"use case {binding.name!r} ({binding.risk} risk) does not allow model {model!r}; it allows "
-                    f"{', '.join(binding.allowed_models)}. The request was not sent. Ask for an allowed model, or "
-                    f"give the use case (or its tier) a default_model to route such calls to."
-                )
-            model, reason = target, "use-case"
-        if route is not None:
-            if not route.allows(model):
-                target = self._first_of(provider, route.default or (), route)
-                if target is None:
-                    decisions.append("route:allow-list:block")
-                    allowed = ", ".join(route.allow or ())
-                    raise PolicyViolation(
-                        f"the route in force does not allow model {model!r} (it allows {allowed}) and has no "
-                        f"default model to send the call to. The request was not sent. Ask for an allowed model, "
-                        f"or give the route a default."
-                    )
-                model, reason = target, "allow-list"
-            if route.max_input_tokens is not None:
-                tokens = estimate_request(provider, req.api, model, req.body).point
-                if tokens > route.max_input_tokens:
-                    if route.long_context_model is None:
-                        decisions.append("route:context-length:block")
-                        raise PolicyViolation(
-                            f"the prompt is about {tokens} input tokens, above the {route.max_input_tokens} "
-                            f"allowed by the route in force (max_input_tokens). The request was not sent. "
-                            f"Shorten or summarise the prompt, split the work, or give the route a "
-                            f"long_context_model."
-                        )
-                    model, reason = route.long_context_model, "context-length"
-            if route.downgrade and self.budgets:
-                target = route.downgrade_for(model)
-                if target is not None and target != model and self._in_review(model):
-                    model, reason = target, "downgrade:review"
-            if route.fallbacks:
-                plan.fallbacks = tuple(
-                    m for m in dict.fromkeys(route.fallbacks) if m != model and self._belongs(provider, m)
-                )
+        """Choose the model (:func:`~tokenguard.routing.choose_model`) and the fallbacks. A
+        refusal adds the decision ``route:<rule>:block`` for the rule that could not route."""
+        req, route = plan.req, plan.route
+        try:
+            model, reason = choose_model(
+                req.provider,
+                req.model,
+                route,
+                binding,
+                belongs=self._belongs,
+                input_tokens=lambda m: estimate_request(req.provider, req.api, m, req.body).point,
+                in_review=self._in_review,
+            )
+        except Unroutable as exc:
+            decisions.append(f"route:{exc.rule}:block")
+            raise PolicyViolation(str(exc)) from None
+        if route is not None and route.fallbacks:
+            plan.fallbacks = tuple(
+                m for m in dict.fromkeys(route.fallbacks) if m != model and self._belongs(req.provider, m)
+            )
         if reason is not None:
             plan.reason = reason
             plan.req = plan.attempt(model)
-
-    def _first_of(self, provider: str, models: Sequence[str], route: Route | None) -> str | None:
-        """The first of ``models`` that the client's provider serves (and ``route`` allows)."""
-        for m in models:
-            if self._belongs(provider, m) and (route is None or route.allows(m)):
-                return m
-        return None
 
     def _belongs(self, provider: str, model: str) -> bool:
         """Whether ``model`` can be sent through a ``provider`` client: it is priced for that
@@ -570,7 +523,7 @@ class Guard:
                 route = plan.route if plan is not None else None
                 return (
                     (route is None or route.allows(model))
-                    and (binding is None or not binding.allowed_models or _allowed(model, binding.allowed_models))
+                    and (binding is None or not binding.allowed_models or model_matches(model, binding.allowed_models))
                     and self._belongs(call.req.provider, model)
                 )
 
@@ -1182,10 +1135,6 @@ class Guard:
 
 
 _PROVIDERS = ("openai", "anthropic")
-
-
-def _allowed(model: str, patterns: Sequence[str]) -> bool:
-    return any(fnmatch.fnmatchcase(model, p) for p in patterns)
 
 
 def _check_detectors(detectors: Sequence[Detector]) -> tuple[Detector, ...]:

@@ -10,6 +10,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from .context import Outcome
+from .pricing import Usage
 
 __all__ = ["CallRecord", "CallStatus", "TaskRecord"]
 
@@ -64,6 +65,16 @@ class CallRecord(BaseModel):
         default_factory=dict, description="sensitive-data detections in the input, by kind (never the matched text)"
     )
     nudges: tuple[str, ...] = Field(default=(), description='nudges given with this call: "smaller_model", ...')
+
+    def usage(self) -> Usage:
+        """The call's token counts, to price them again (e.g. on another model)."""
+        return Usage(
+            input_tokens=self.input_tokens,
+            output_tokens=self.output_tokens,
+            cache_read_tokens=self.cache_read_tokens,
+            cache_write_tokens=self.cache_write_tokens,
+            reasoning_tokens=self.reasoning_tokens,
+        )
 
     @classmethod
     def _trusted(cls, values: dict[str, Any]) -> CallRecord:

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import contextvars
 import fnmatch
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from email.utils import parsedate_to_datetime
 from types import MappingProxyType, TracebackType
@@ -40,8 +40,20 @@ from .errors import ConfigError
 
 if TYPE_CHECKING:
     from .providers.base import CallRequest
+    from .usecases import Binding
 
-__all__ = ["AUTO", "Plan", "Route", "current_route", "retry_after", "retry_reason", "route"]
+__all__ = [
+    "AUTO",
+    "Plan",
+    "Route",
+    "Unroutable",
+    "choose_model",
+    "current_route",
+    "model_matches",
+    "retry_after",
+    "retry_reason",
+    "route",
+]
 
 AUTO = "auto"
 """The model name that asks the router for the route's default model."""
@@ -175,7 +187,7 @@ class Route:
     # -- decisions -----------------------------------------------------------------------------
 
     def allows(self, model: str) -> bool:
-        return self.allow is None or any(fnmatch.fnmatchcase(model, p) for p in self.allow)
+        return self.allow is None or model_matches(model, self.allow)
 
     def downgrade_for(self, model: str) -> str | None:
         if not self.downgrade:
@@ -237,6 +249,91 @@ class route(_Scope):
 
 def _fields_of_route() -> list[str]:
     return [f.name for f in fields(Route)]
+
+
+def model_matches(model: str, patterns: Iterable[str]) -> bool:
+    """Whether ``model`` matches one of the shell-style ``patterns`` (``"gpt-4o-mini*"``)."""
+    return any(fnmatch.fnmatchcase(model, p) for p in patterns)
+
+
+class Unroutable(Exception):
+    """A routing rule had nowhere to send the call; ``rule`` names it (``default``, ``use-case``,
+    ``allow-list``, ``context-length``) and the message says what to change."""
+
+    def __init__(self, rule: str, message: str) -> None:
+        super().__init__(message)
+        self.rule = rule
+
+
+def choose_model(
+    provider: str,
+    model: str,
+    route: Route | None,
+    use_case: Binding | None,
+    *,
+    belongs: Callable[[str, str], bool],
+    input_tokens: Callable[[str], int],
+    in_review: Callable[[str], bool],
+) -> tuple[str, str | None]:
+    """The model a call goes to and why (``None``: as asked), in the order of this module's
+    docstring. ``belongs(provider, model)`` says whether a client of ``provider`` can send a
+    model; ``input_tokens(model)`` is the prompt's size for it; ``in_review(model)`` whether a
+    matching budget with ``review_action="downgrade"`` is in review. Raises :class:`Unroutable`.
+    (The Guard calls this for live calls; ``tokenguard simulate`` for replayed ones.)"""
+
+    def first_of(models: Iterable[str], within: Route | None) -> str | None:
+        return next((m for m in models if belongs(provider, m) and (within is None or within.allows(m))), None)
+
+    reason = None
+    if model == AUTO:
+        target = first_of((route.default if route else None) or (), route)
+        if target is None and use_case is not None:
+            target = first_of(use_case.default_model, route)
+        if target is None:
+            raise Unroutable(
+                "default",
+                f"model='auto' asks the router for a default {provider} model, but no route in force names one. "
+                f"The request was not sent. Set one with tg.route(default=...) or a [[routes]] default in "
+                f"tokenguard.toml.",
+            )
+        model, reason = target, "default"
+    if use_case is not None and use_case.allowed_models and not model_matches(model, use_case.allowed_models):
+        target = first_of(use_case.default_model, None)
+        if target is None:
+            raise Unroutable(
+                "use-case",
+                f"use case {use_case.name!r} ({use_case.risk} risk) does not allow model {model!r}; it allows "
+                f"{', '.join(use_case.allowed_models)}. The request was not sent. Ask for an allowed model, or "
+                f"give the use case (or its tier) a default_model to route such calls to.",
+            )
+        model, reason = target, "use-case"
+    if route is None:
+        return model, reason
+    if not route.allows(model):
+        target = first_of(route.default or (), route)
+        if target is None:
+            raise Unroutable(
+                "allow-list",
+                f"the route in force does not allow model {model!r} (it allows {', '.join(route.allow or ())}) "
+                f"and has no default model to send the call to. The request was not sent. Ask for an allowed "
+                f"model, or give the route a default.",
+            )
+        model, reason = target, "allow-list"
+    if route.max_input_tokens is not None:
+        tokens = input_tokens(model)
+        if tokens > route.max_input_tokens:
+            if route.long_context_model is None:
+                raise Unroutable(
+                    "context-length",
+                    f"the prompt is about {tokens} input tokens, above the {route.max_input_tokens} allowed by "
+                    f"the route in force (max_input_tokens). The request was not sent. Shorten or summarise the "
+                    f"prompt, split the work, or give the route a long_context_model.",
+                )
+            model, reason = route.long_context_model, "context-length"
+    target = route.downgrade_for(model)
+    if target is not None and target != model and in_review(model):
+        model, reason = target, "downgrade:review"
+    return model, reason
 
 
 def current_route() -> Route | None:

@@ -543,8 +543,6 @@ class Reports:
 
     def governance(self, *, since: datetime | None = None, until: datetime | None = None) -> GovernanceReport:
         """Counts of what governance did over the ledger's calls (see :class:`GovernanceReport`)."""
-        from ..pricing import Usage
-
         guard = self.guard
         sensitive: dict[tuple[str, str], int] = {}
         blocked: dict[str, int] = {}
@@ -569,14 +567,7 @@ class Reports:
                 if r.route_reason == "downgrade:review" and r.routed_from and r.cost_usd is not None:
                     rates = guard.prices.rates(r.provider, r.routed_from, r.time)
                     if rates is not None:
-                        usage = Usage(
-                            input_tokens=r.input_tokens,
-                            output_tokens=r.output_tokens,
-                            cache_read_tokens=r.cache_read_tokens,
-                            cache_write_tokens=r.cache_write_tokens,
-                            reasoning_tokens=r.reasoning_tokens,
-                        )
-                        savings += rates.cost(usage) - r.cost_usd
+                        savings += rates.cost(r.usage()) - r.cost_usd
             for kind in r.nudges:
                 nudges[kind] = nudges.get(kind, 0) + 1
         return GovernanceReport(since, until, calls, sensitive, blocked, unapproved, routed, savings, nudges)

@@ -22,17 +22,15 @@ in the application's code (they are not in a policy file), calls that were refus
 
 from __future__ import annotations
 
-import fnmatch
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..pricing import Usage
 from ..records import CallRecord
-from ..routing import effective
+from ..routing import Unroutable, choose_model, effective
 from ..stores.base import CallQuery
 from .table import Column, Table
 
@@ -147,7 +145,7 @@ def simulate(
             if rates is None:
                 report.unpriced += 1
             else:
-                cost = rates.cost(_usage(r))
+                cost = rates.cost(r.usage())
         if refusal is None:
             refusal = _admit(new, r, model, cost, spent, outcomes)
         if refusal is not None:
@@ -167,51 +165,30 @@ def simulate(
     return report
 
 
-def _usage(r: CallRecord) -> Usage:
-    return Usage(
-        input_tokens=r.input_tokens,
-        output_tokens=r.output_tokens,
-        cache_read_tokens=r.cache_read_tokens,
-        cache_write_tokens=r.cache_write_tokens,
-        reasoning_tokens=r.reasoning_tokens,
-    )
-
-
 def _policy(new: Guard, r: CallRecord, spent: Mapping[tuple[str, str], Decimal]) -> tuple[str | None, str, str | None]:
     """(the refusing decision or None, the model, the routing reason) under the new policy."""
     tags = r.tags
     binding = new.catalog.bind(r.task_name) if r.task_name and new.catalog else None
     sensitive = binding.sensitive if binding is not None else new.sensitive
-    model, reason = r.request_model, None
+    model = r.request_model
     if binding is not None and binding.requires_approval and not tags.get(binding.approval_tag):
         return f"usecase:{binding.name}:block", model, None
     for kind in sorted(r.findings):
         if sensitive.get(kind) == "block":
             return f"sensitive:{kind}:block", model, None
-    if binding is not None and binding.allowed_models and not _matches(model, binding.allowed_models):
-        target = next((m for m in binding.default_model if new._belongs(r.provider, m)), None)
-        if target is None:
-            return "route:use-case:block", model, None
-        model, reason = target, "use-case"
-    route = effective(new.routes, tags, model)
-    if route is not None:
-        if not route.allows(model):
-            target = next((m for m in route.default or () if new._belongs(r.provider, m) and route.allows(m)), None)
-            if target is None:
-                return "route:allow-list:block", model, None
-            model, reason = target, "allow-list"
-        if route.max_input_tokens is not None and r.input_tokens > route.max_input_tokens:
-            if route.long_context_model is None:
-                return "route:context-length:block", model, None
-            model, reason = route.long_context_model, "context-length"
-        target = route.downgrade_for(model)
-        if target is not None and target != model and _in_review(new, r, model, spent):
-            model, reason = target, "downgrade:review"
+    try:
+        model, reason = choose_model(
+            r.provider,
+            model,
+            effective(new.routes, tags, model),
+            binding,
+            belongs=new._belongs,
+            input_tokens=lambda _model: r.input_tokens,
+            in_review=lambda m: _in_review(new, r, m, spent),
+        )
+    except Unroutable as exc:
+        return f"route:{exc.rule}:block", model, None
     return None, model, reason
-
-
-def _matches(model: str, patterns: Iterable[str]) -> bool:
-    return any(fnmatch.fnmatchcase(model, p) for p in patterns)
 
 
 def _in_review(new: Guard, r: CallRecord, model: str, spent: Mapping[tuple[str, str], Decimal]) -> bool:
